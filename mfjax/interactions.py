@@ -134,9 +134,7 @@ class Interactions:
         """
         for col in ("user", "item"):
             if col not in df.columns:
-                raise DataError(
-                    f"interactions need a '{col}' column; found {list(df.columns)}"
-                )
+                raise DataError(f"interactions need a '{col}' column; found {list(df.columns)}")
         if user_map is None:
             user_map = IdMap(np.sort(pd.unique(df["user"].to_numpy())), name="user")
         if item_map is None:

@@ -33,7 +33,14 @@ from mfjax.exceptions import DataError, NotFittedError
 from mfjax.interactions import IdMap, Interactions
 from mfjax.topk import top_k_blocked
 
-__all__ = ["Recommender", "RatingRecommender", "load", "as_interactions", "MODEL_REGISTRY", "FORMAT_VERSION"]
+__all__ = [
+    "Recommender",
+    "RatingRecommender",
+    "load",
+    "as_interactions",
+    "MODEL_REGISTRY",
+    "FORMAT_VERSION",
+]
 
 FORMAT_VERSION = 1
 MODEL_REGISTRY: dict[str, type[Recommender]] = {}
@@ -88,7 +95,9 @@ class Recommender:
         self.fit_seconds_: float | None = None
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config))
+        fields = ", ".join(
+            f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config)
+        )
         return f"{type(self).__name__}({fields})"
 
     # ------------------------------------------------------------------ training
@@ -222,7 +231,9 @@ class Recommender:
                 raise DataError(f"refusing to save: parameter '{key}' contains NaN or inf")
         path = Path(path)
         if path.suffix != ".npz":
-            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+            path = (
+                path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+            )
         meta = {
             "format_version": FORMAT_VERSION,
             "model": self.name,
@@ -230,7 +241,9 @@ class Recommender:
             "fit_seconds": self.fit_seconds_,
             "history": self.history_.to_dict(orient="list") if len(self.history_) else {},
         }
-        arrays: dict[str, np.ndarray] = {f"param/{k}": np.asarray(v) for k, v in self.params_.items()}
+        arrays: dict[str, np.ndarray] = {
+            f"param/{k}": np.asarray(v) for k, v in self.params_.items()
+        }
         arrays.update(
             {
                 "meta": np.array(json.dumps(meta, default=_json_scalar)),
@@ -289,10 +302,14 @@ def load(path: str | Path) -> Recommender:
     except KeyError as exc:
         raise DataError(f"{path} is not an mfjax model file (no 'meta' entry)") from exc
     if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise DataError(f"{path} was written by a newer mfjax (format {meta['format_version']}); upgrade mfjax")
+        raise DataError(
+            f"{path} was written by a newer mfjax (format {meta['format_version']}); upgrade mfjax"
+        )
     cls = MODEL_REGISTRY.get(meta["model"])
     if cls is None:
-        raise DataError(f"{path} holds an unknown model '{meta['model']}'; known: {sorted(MODEL_REGISTRY)}")
+        raise DataError(
+            f"{path} holds an unknown model '{meta['model']}'; known: {sorted(MODEL_REGISTRY)}"
+        )
     field_names = {f.name for f in dataclasses.fields(cls.Config)}
     cfg = {}
     for k, v in meta["config"].items():
@@ -313,7 +330,9 @@ def load(path: str | Path) -> Recommender:
     model.item_popularity_ = data["item_popularity"]
     model.history_ = pd.DataFrame(meta.get("history") or {})
     model.fit_seconds_ = meta.get("fit_seconds")
-    model._load_extra_state({k[len("extra/") :]: v for k, v in data.items() if k.startswith("extra/")})
+    model._load_extra_state(
+        {k[len("extra/") :]: v for k, v in data.items() if k.startswith("extra/")}
+    )
     return model
 
 
