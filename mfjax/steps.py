@@ -447,15 +447,16 @@ def recommendation_example(
     liked_codes = train.items[mine][order]
     liked_vals = train.values[mine][order]
     liked_codes = liked_codes[liked_vals >= liked_threshold][:k]
-    liked = list(train.item_map.ids(liked_codes)) + [None] * (k - len(liked_codes))
+    liked = [x.item() if hasattr(x, "item") else x for x in train.item_map.ids(liked_codes)]
+    liked = pd.Series(liked + [""] * (k - len(liked)), dtype=object)
     out = pd.DataFrame(
         {"rank": np.arange(1, k + 1), "recommended": list(items), "score": np.round(scores, 4)}
     )
     if titles is not None:
         out["title"] = out["recommended"].map(titles)
-    out["liked_in_training"] = liked[:k]
+    out["liked_in_training"] = liked.to_numpy()
     if titles is not None:
-        out["liked_title"] = out["liked_in_training"].map(titles)
+        out["liked_title"] = out["liked_in_training"].map(titles).fillna("")
     out.attrs["user"] = user
     return out.set_index("rank")
 

@@ -1,0 +1,235 @@
+"""The notebook steps: metrics.json merging, artifact reuse, sweep selection.
+
+Expectations are written independently of the implementation: hand-built frames and
+splits, hand-computed winners, JSON read back from disk.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mfjax import steps
+from mfjax.exceptions import DataError
+from mfjax.splits import random_split
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture
+def tiny_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(1, 31), 8)
+    items = np.concatenate([rng.choice(20, size=8, replace=False) + 1 for _ in range(30)])
+    ratings = rng.integers(1, 6, size=len(users)).astype(np.float32)
+    return pd.DataFrame({"user": users, "item": items, "rating": ratings})
+
+
+@pytest.fixture
+def tiny_split(tiny_frame):
+    return random_split(tiny_frame, 0.2, valid_size=0.2, seed=0)
+
+
+# ------------------------------------------------------------------------------ run folder
+def test_resolve_run_dir_default_is_under_project_reports(monkeypatch, tmp_path):
+    root = tmp_path / "proj"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "mfjax"\n')
+    monkeypatch.chdir(root / "notebooks")
+    assert steps.resolve_run_dir("") == root / steps.DEFAULT_RUN_DIR
+    assert (root / "reports" / "notebook-default").is_dir()
+    explicit = steps.resolve_run_dir(tmp_path / "elsewhere")
+    assert explicit == tmp_path / "elsewhere" and explicit.is_dir()
+
+
+def test_resolve_run_dir_outside_a_checkout_uses_cwd(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert steps.resolve_run_dir("", default="reports/x") == tmp_path / "reports" / "x"
+
+
+# ------------------------------------------------------------------------------ metrics.json
+def test_record_metrics_merges_models_and_params(tmp_path):
+    steps.record_metrics(
+        tmp_path, dataset="synthetic", params={"seed": 0}, extra={"data": {"n": 3}}
+    )
+    steps.record_metrics(
+        tmp_path,
+        dataset="synthetic",
+        params={"factors": 8},
+        model_name="mf",
+        metrics={"rmse": np.float32(0.5), "precision@10_ci": (0.1, 0.2), "fit_seconds": 1.5},
+    )
+    steps.record_metrics(
+        tmp_path, dataset="synthetic", params={}, model_name="mf", metrics={"ndcg@10": 0.3}
+    )
+    steps.record_metrics(
+        tmp_path, dataset="synthetic", params={}, model_name="popularity", metrics={"ndcg@10": 0.2}
+    )
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    assert got == {
+        "dataset": "synthetic",
+        "params": {"seed": 0, "factors": 8},
+        "models": {
+            "mf": {
+                "rmse": 0.5,
+                "precision@10_ci": [pytest.approx(0.1), pytest.approx(0.2)],
+                "fit_seconds": 1.5,
+                "ndcg@10": 0.3,
+            },
+            "popularity": {"ndcg@10": 0.2},
+        },
+        "data": {"n": 3},
+    }
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "metrics.json"
+    ]
+
+
+def test_record_metrics_leaves_out_missing_values(tmp_path):
+    steps.record_metrics(
+        tmp_path,
+        dataset="d",
+        params={},
+        model_name="popularity",
+        metrics={
+            "rmse": float("nan"),
+            "mae": None,
+            "auc": np.inf,
+            "ndcg@10_ci": [0.1, np.nan],
+            "precision@10": 0.25,
+        },
+    )
+    entry = json.loads((tmp_path / "metrics.json").read_text())["models"]["popularity"]
+    assert entry == {"precision@10": 0.25}  # absent, never null
+
+
+def test_record_metrics_refuses_to_overwrite_reserved_keys(tmp_path):
+    with pytest.raises(ValueError, match="models"):
+        steps.record_metrics(tmp_path, dataset="d", params={}, extra={"models": {}})
+
+
+def test_record_metrics_concurrent_writers_lose_nothing(tmp_path):
+    def write(i: int) -> None:
+        steps.record_metrics(tmp_path, dataset="d", params={}, model_name=f"m{i}", metrics={"x": i})
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    models = steps.read_metrics(tmp_path)["models"]
+    assert models == {f"m{i}": {"x": i} for i in range(8)}
+
+
+# ------------------------------------------------------------------------------ split helpers
+def test_split_summary_counts_match_the_parts(tiny_split):
+    table = steps.split_summary(tiny_split)
+    assert list(table.index) == ["train", "valid", "test"]
+    assert table.loc["train", "rows"] == len(tiny_split.train)
+    assert table.loc["test", "users"] == len(np.unique(tiny_split.test.users))
+    assert table.loc["test", "cold_start_dropped"] == tiny_split.info["test_cold_dropped"]
+
+
+def test_validation_split_puts_valid_in_the_test_role(tiny_split, tiny_frame):
+    v = steps.validation_split(tiny_split)
+    assert v.test is tiny_split.valid and v.train is tiny_split.train and v.valid is None
+    with pytest.raises(DataError, match="valid_size"):
+        steps.validation_split(random_split(tiny_frame, 0.2, seed=0))
+
+
+# ------------------------------------------------------------------------------ models
+def test_make_model_filters_parameters_the_model_lacks():
+    model = steps.make_model("bias", factors=32, optimizer="adam", reg=0.5)
+    assert type(model).__name__ == "Bias"
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        steps.make_model("nope")
+
+
+def test_get_model_reuses_the_saved_model(tmp_path, tiny_split):
+    first = steps.get_model(tmp_path, tiny_split, model="popularity")
+    assert steps.model_path(tmp_path, "popularity").is_file()
+    again = steps.get_model(tmp_path, tiny_split, model="popularity")
+    assert again is not first and again.fit_seconds_ == first.fit_seconds_  # loaded, not refit
+    users = tiny_split.user_map.values[:5]
+    np.testing.assert_array_equal(again.recommend(users, k=3)[0], first.recommend(users, k=3)[0])
+
+
+def test_recommendation_example_excludes_training_items(tiny_split):
+    model = steps.make_model("popularity").fit(tiny_split)
+    user = tiny_split.user_map.values[3]
+    ex = steps.recommendation_example(
+        model, tiny_split, user=user, k=5, titles=pd.Series({i: f"t{i}" for i in range(1, 21)})
+    )
+    code = tiny_split.user_map.codes([user])[0]
+    seen = set(tiny_split.item_map.ids(tiny_split.train.items[tiny_split.train.users == code]))
+    assert len(ex) == 5 and not (set(ex["recommended"]) & seen)
+    assert ex["title"].tolist() == [f"t{i}" for i in ex["recommended"]]
+    liked = [x for x in ex["liked_in_training"] if x != ""]
+    assert set(liked) <= seen
+
+
+# ------------------------------------------------------------------------------ sweeps
+@pytest.fixture
+def sweep_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "factors": [4, 4, 16, 16],
+            "reg": [0.01, 0.1, 0.01, 0.1],
+            "valid_rmse": [0.95, 0.93, 0.91, 0.92],
+            "valid_ndcg@10": [0.10, 0.12, 0.15, 0.11],
+            "rmse": [0.96, 0.94, 0.925, 0.93],
+            "rmse_ci_low": [0.9, 0.9, 0.90, 0.9],
+            "rmse_ci_high": [1.0, 1.0, 0.95, 1.0],
+            "ndcg@10": [0.1, 0.1, 0.1, 0.1],
+            "fit_seconds": [1.0, 1.1, 2.0, 2.1],
+        }
+    )
+
+
+def test_best_point_respects_metric_direction(sweep_table):
+    assert steps.best_point(sweep_table, "valid_rmse")[["factors", "reg"]].tolist() == [16, 0.01]
+    assert steps.best_point(sweep_table, "valid_ndcg@10")[["factors", "reg"]].tolist() == [16, 0.01]
+    swapped = sweep_table.assign(**{"valid_ndcg@10": [0.2, 0.12, 0.15, 0.11]})
+    assert steps.best_point(swapped, "valid_ndcg@10")[["factors", "reg"]].tolist() == [4, 0.01]
+    with pytest.raises(DataError, match="valid_mae"):
+        steps.best_point(sweep_table, "valid_mae")
+
+
+def test_sweep_view_shows_validation_only(sweep_table):
+    view = steps.sweep_view(sweep_table, ["factors", "reg"], metric="ndcg@10")
+    assert list(view.columns) == ["factors", "reg", "valid_ndcg@10", "valid_rmse"]
+    with pytest.raises(DataError, match="factor"):
+        steps.sweep_view(sweep_table, ["factor"], metric="rmse")
+
+
+def test_best_summary_and_record_best(tmp_path, sweep_table):
+    best = steps.best_point(sweep_table, "valid_rmse")
+    summary = steps.best_summary(best, sweep_table, metric="rmse")["value"]
+    assert summary["factors"] == 16 and summary["reg"] == 0.01
+    assert summary["validation rmse"] == pytest.approx(0.91)
+    assert summary["test rmse"] == pytest.approx(0.925)
+    assert (summary["test rmse 95% CI low"], summary["test rmse 95% CI high"]) == (0.90, 0.95)
+    entry = steps.record_best(tmp_path, best, dataset="synthetic", table=sweep_table)
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    assert got["params"] == {"best_factors": 16, "best_reg": 0.01, "selected_by": "valid_rmse"}
+    assert got["models"]["mf_best"]["rmse_ci"] == [0.90, 0.95]
+    assert got["models"]["mf_best"]["valid_rmse"] == pytest.approx(0.91)
+    assert entry["rmse"] == pytest.approx(0.925)
+
+
+def test_load_sweep_strips_model_prefix_and_explains_absence(tmp_path, sweep_table):
+    sweep_table.rename(columns={"valid_rmse": "mf.valid_rmse"}).to_csv(
+        tmp_path / "sweep.csv", index=False
+    )
+    table = steps.load_sweep(tmp_path)
+    assert "valid_rmse" in table.columns and table["valid_rmse"].tolist() == [
+        0.95,
+        0.93,
+        0.91,
+        0.92,
+    ]
+    with pytest.raises(DataError, match="mfjax sweep"):
+        steps.load_sweep(tmp_path / "nothing")
