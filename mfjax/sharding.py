@@ -51,6 +51,7 @@ __all__ = [
     "mesh_shape",
     "per_device_bytes",
     "place_batches",
+    "place_ials",
     "replicated",
     "to_host",
     "top_k_sharded",
@@ -460,3 +461,82 @@ def top_k_sharded(
         out_items[start : start + b] = idx
         out_scores[start : start + b] = vals
     return out_items, out_scores
+
+
+# --------------------------------------------------------------------------- iALS layout
+def _pad_blocked_rows(blocks: Any, n_padded: int) -> Any:
+    """An iALS :class:`~mfjax.models.ials.BlockedRows` for ``n_padded`` rows.
+
+    The extra rows form one more bucket with no cells, a ridge of 1 and a warm start of
+    zero rows: CG and Cholesky both return exactly zero for them, and they add nothing to
+    the loss, the penalty or the Gram matrix.
+    """
+    from mfjax.models.ials import BlockedRows, Bucket
+
+    n = blocks.n_rows
+    extra = int(n_padded) - n
+    if extra <= 0:
+        return blocks
+    offset = int(sum(np.prod(np.shape(b.rows)) for b in blocks.buckets))
+    pad_bucket = Bucket(
+        rows=np.arange(n, n_padded, dtype=np.int32).reshape(1, extra),
+        cols=np.zeros((1, extra, 1), dtype=np.int32),
+        weight=np.zeros((1, extra, 1), dtype=np.float32),
+        target=np.zeros((1, extra, 1), dtype=np.float32),
+        reg=np.ones((1, extra), dtype=np.float32),
+    )
+    inverse = np.concatenate([np.asarray(blocks.inverse), offset + np.arange(extra)])
+    reg = np.concatenate([np.asarray(blocks.reg), np.zeros(extra, dtype=np.float32)])
+    return BlockedRows(
+        buckets=(*blocks.buckets, pad_bucket),
+        inverse=inverse.astype(np.int32),
+        reg=reg.astype(np.float32),
+    )
+
+
+def place_ials(
+    mesh: Mesh, user_factors: Any, item_factors: Any, user_blocks: Any, item_blocks: Any
+) -> tuple[jax.Array, jax.Array, Any, Any]:
+    """Place iALS factors and blocked layouts on ``mesh``.
+
+    Factor tables are zero-padded and sharded by rows over the model axis; each layout's
+    ``inverse`` (which orders the solved rows) is sharded the same way, so that solved
+    factors come out row-sharded; the rows of each chunk are split over the data axis when
+    their count divides it (else replicated). :func:`mfjax.models.ials.ials_iteration` runs
+    unchanged on the placed arrays; cut the padding off with ``[:n_users]`` / ``[:n_items]``.
+
+    Returns:
+        ``(user_factors, item_factors, user_blocks, item_blocks)`` on the mesh.
+    """
+    from mfjax.models.ials import BlockedRows
+
+    _check_mesh(mesh)
+    n_users, n_items = int(np.shape(user_factors)[0]), int(np.shape(item_factors)[0])
+    tp = TablePlacement(mesh, n_users=n_users, n_items=n_items)
+    (x, y), _ = tp.place((np.asarray(user_factors), np.asarray(item_factors)))
+    d = int(mesh.shape[DATA_AXIS])
+    rows_sharding = NamedSharding(mesh, P(MODEL_AXIS))
+
+    def put_blocks(blocks: Any, n_padded: int) -> Any:
+        blocks = _pad_blocked_rows(blocks, n_padded)
+        buckets = []
+        for b in blocks.buckets:
+            split = d > 1 and np.shape(b.rows)[1] % d == 0
+            row_axis = DATA_AXIS if split else None
+            buckets.append(
+                type(b)(
+                    *(
+                        _put(a, NamedSharding(mesh, P(None, row_axis, *([None] * (a.ndim - 2)))))
+                        for a in map(np.asarray, b)
+                    )
+                )
+            )
+        return BlockedRows(
+            buckets=tuple(buckets),
+            inverse=_put(np.asarray(blocks.inverse), rows_sharding),
+            reg=_put(np.asarray(blocks.reg), rows_sharding),
+        )
+
+    ub = put_blocks(user_blocks, tp.padded(n_users))
+    ib = put_blocks(item_blocks, tp.padded(n_items))
+    return x, y, ub, ib
