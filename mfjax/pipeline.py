@@ -239,6 +239,7 @@ class ParamSpec:
     low_open: bool = False
     high_open: bool = False
     choices: tuple[Any, ...] | None = None
+    defaults: tuple[tuple[str, Any], ...] = ()
 
     def describe(self) -> str:
         """``factors (int, default 32, >= 1)``."""
@@ -310,7 +311,10 @@ class ParamSpec:
         elif kind == "dict":
             if isinstance(value, dict):
                 return value
-        raise ParameterError(f"{where} expects a {kind}; got {type(value).__name__} {value!r}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ParameterError(
+            f"{where} expects {article} {kind}; got {type(value).__name__} {value!r}"
+        )
 
 
 def _num(x: float) -> str:
@@ -407,7 +411,11 @@ def parameter_specs(notebooks: Mapping[str, Path] | None = None) -> dict[str, Pa
                         f"parameter {name!r} is a {prev.type} in {prev.notebooks[0]} but a {kind} "
                         f"in {nb_name}; make the parameters cells agree"
                     )
-                specs[name] = dataclasses.replace(prev, notebooks=(*prev.notebooks, nb_name))
+                specs[name] = dataclasses.replace(
+                    prev,
+                    notebooks=(*prev.notebooks, nb_name),
+                    defaults=(*prev.defaults, (nb_name, default)),
+                )
                 continue
             bounds = _parse_range(help_text)
             if not bounds and name in KNOWN_RANGES and kind in ("int", "float"):
@@ -419,6 +427,7 @@ def parameter_specs(notebooks: Mapping[str, Path] | None = None) -> dict[str, Pa
                 default=default,
                 help=help_text,
                 notebooks=(nb_name,),
+                defaults=((nb_name, default),),
                 **bounds,
             )
     return specs
@@ -829,14 +838,10 @@ def _for_notebook(nb: str, specs: Mapping[str, ParamSpec], params: Mapping[str, 
     for name, value in params.items():
         spec = specs.get(name)
         if spec is not None and nb in spec.notebooks:
-            default = _nb_default(nb, name, spec)
+            default = dict(spec.defaults).get(nb, spec.default)
             if value != default or type(value) is not type(default):
                 out[name] = value
     return out
-
-
-def _nb_default(nb: str, name: str, spec: ParamSpec) -> Any:
-    return spec.default
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -914,7 +919,7 @@ def run(
     if run_dir is None:
         stem = (
             name
-            or f"{_slug(str(given.get('dataset', specs.get('dataset', _D).default or 'run')))}-{_now():%Y%m%d-%H%M%S}"
+            or f"{_slug(str(given.get('dataset', _default_of(specs, 'dataset', 'run'))))}-{_now():%Y%m%d-%H%M%S}"
         )
         run_path = _fresh_dir(reports_root, stem) if name is None else reports_root / stem
     else:
@@ -946,7 +951,7 @@ def run(
     if only and previous.is_file():  # keep the full parameter set of the original run
         old = load_params_file(previous)
         record["params"] = {**old, **effective}
-    write_text_atomic(run_path / "params.yaml", yaml.safe_dump(record, sort_keys=False))
+    _write_yaml(run_path / "params.yaml", record)
 
     status: dict[str, Any] = {"status": "running", "started": started.isoformat(), "notebooks": {}}
     outputs: list[Path] = []
@@ -997,7 +1002,7 @@ def run(
     status["finished"] = _now().isoformat()
     if error is not None:
         status["error"] = str(error)
-    write_json_atomic(run_path / "run.json", status)
+    _shareable(write_json_atomic(run_path / "run.json", status))
     if index:
         _rebuild_index(reports_root, run_path)
     if error is not None:
@@ -1012,11 +1017,28 @@ def run(
     )
 
 
-class _Missing:
-    default = None
+def _py(value: Any) -> Any:
+    """numpy scalars as Python ones (for YAML, JSON and printing)."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (list, dict)) else value
 
 
-_D = _Missing()
+def _write_json(path: Path, data: Any) -> Path:
+    return _shareable(write_json_atomic(path, data))
+
+
+def _write_yaml(path: Path, data: Mapping[str, Any]) -> Path:
+    return _shareable(write_text_atomic(path, yaml.safe_dump(dict(data), sort_keys=False)))
+
+
+def _shareable(path: Path) -> Path:
+    from mfjax.report import _shareable as share
+
+    return share(path)
+
+
+def _default_of(specs: Mapping[str, ParamSpec], name: str, fallback: Any) -> Any:
+    spec = specs.get(name)
+    return spec.default if spec is not None and spec.default not in (None, "") else fallback
 
 
 def _rebuild_index(reports_root: Path, folder: Path) -> Path | None:
@@ -1169,7 +1191,7 @@ def _best(table: Any, metric: str) -> dict[str, Any] | None:
         if base in LOWER_IS_BETTER
         else ok[metric].astype(float).idxmax()
     )
-    return ok.loc[idx].to_dict()
+    return {k: _py(v) for k, v in ok.loc[idx].to_dict().items()}
 
 
 def _load_grid_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -1318,7 +1340,7 @@ def sweep(
         "workers": workers,
         "environment": environment_info(),
     }
-    write_text_atomic(folder / "sweep.yaml", yaml.safe_dump(meta, sort_keys=False))
+    _write_yaml(folder / "sweep.yaml", meta)
 
     # one prepared split for every point, unless the grid varies how data are prepared
     prepare_keys = set(specs) and {
@@ -1381,12 +1403,14 @@ def sweep(
         table.to_csv(tmp, index=False)
     with atomic_path(folder / "sweep.parquet", suffix=".parquet") as tmp:
         table.to_parquet(tmp, index=False)
+    _shareable(folder / "sweep.csv")
+    _shareable(folder / "sweep.parquet")
     failed = {r["name"]: r["error"] for r in results if r["error"]}
     best = _best(table, metric)
     best_params_ = None
     if best is not None:
-        best_params_ = {k: best[k] for k in swept}
-    write_json_atomic(
+        best_params_ = {k: _py(best[k]) for k in swept}
+    _write_json(
         folder / "sweep.json",
         {
             **{k: v for k, v in meta.items() if k != "environment"},

@@ -71,6 +71,14 @@ _EXTERNAL = re.compile(
 _CSS_IMPORT = re.compile(r"@import\s+url\(\s*[\"']?(?:https?:)?//[^)]*\)\s*;?", re.I)
 
 
+def _shareable(path: Path) -> Path:
+    """Give a file written through a temporary file the usual mode (mkstemp makes it 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+    return path
+
+
 def external_references(text: str) -> list[str]:
     """Tags and CSS imports in ``text`` that would fetch a resource over the network.
 
@@ -205,10 +213,15 @@ def export_html(
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title or path.stem}})
     body = _EXTERNAL.sub("", body)
     body = _CSS_IMPORT.sub("", body)
+    if title is None:
+        first = _HEADING.search(body)
+        title = (
+            _html.unescape(_TAG.sub("", first.group(3))).replace("¶", "").strip() if first else ""
+        )
     header = _header(title or path.stem, params, dict(run_info or {})) + _toc(body) + "</header>"
     body = body.replace(_TOC_MARK, header, 1)
     write_text_atomic(out, body)
-    return out
+    return _shareable(out)
 
 
 # --------------------------------------------------------------------------------------- index
@@ -352,4 +365,4 @@ th {{ background: #f3f3f3; }}
 </body></html>
 """
     write_text_atomic(out, page)
-    return out
+    return _shareable(out)
