@@ -1,6 +1,7 @@
 """Two local processes on loopback joined by ``jax.distributed`` on CPU (one device each).
 
-Each process reads only its shard of the interactions; the global arrays are built with
+Each process reads only its shard of the interactions (and ``examples/multihost_train.py``'s
+training runs on both); the global arrays are built with
 ``jax.make_array_from_process_local_data`` and the jitted computations run across both
 processes (gloo collectives on CPU). Results are checked against a single-process
 computation on the full data in each worker. Skips with the reason when this jax cannot
@@ -105,6 +106,34 @@ def _worker(process_id: int, port: int, out_path: str) -> None:
     result["topk_equal"] = bool(np.array_equal(items_s, items_r))
     result["topk_max_diff"] = float(np.max(np.abs(scores_s - scores_r)))
 
+    # The example's multi-host MF training (each process passes only its shard) equals
+    # the same epochs run on one device over the gathered global grid.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from multihost_train import synthetic_shard, train_multihost
+
+    from mfjax.models.mf import MFConfig
+    from mfjax.train import init_state, train_epoch
+
+    config = MFConfig(factors=4, epochs=2, batch_size=256, seed=5)
+    shard = synthetic_shard(1500, process_id, N_PROCESSES, n_users=60, n_items=30)
+    trained, history, extras = train_multihost(
+        shard, n_users=60, n_items=30, config=config, mesh=mesh
+    )
+    dev = jax.local_devices()[0]
+    full = {k: jax.device_put(to_host(v), dev) for k, v in extras["data"].items()}
+    state = init_state(
+        extras["spec"], {k: jax.device_put(v, dev) for k, v in extras["params0"].items()}
+    )
+    aux = {"mu": jax.device_put(np.float32(trained["mu"]), dev)}
+    for order, shift, key in extras["epochs"]:
+        state, _ = train_epoch(state, full, aux, order, shift, key, spec=extras["spec"])
+    result["mf_max_diff"] = max(
+        float(np.max(np.abs(np.asarray(state.params[k]) - trained[k]))) for k in state.params
+    )
+    result["mf_local_interactions"] = len(shard["users"])
+    result["mf_grid"] = list(to_host(extras["data"]["users"]).shape)
+    result["mf_losses"] = [row["loss"] for row in history]
+
     Path(out_path).write_text(json.dumps(result))
     jax.distributed.shutdown()
 
@@ -153,6 +182,10 @@ def test_two_processes_on_loopback(tmp_path):
         assert r["gather_equal"], r
         assert r["local_rows"] == [9], r  # 18 item rows, 9 on each process
         assert r["topk_equal"] and r["topk_max_diff"] < 1e-5, r
+        assert r["mf_local_interactions"] == 750, r  # each process saw only its half
+        assert r["mf_grid"][0] >= 1500, r
+        assert r["mf_max_diff"] < 1e-5, r
+        assert r["mf_losses"][1] < r["mf_losses"][0], r
 
 
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "worker":
