@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import html as _html
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -113,17 +114,26 @@ def _drop_noise(nb: Any) -> Any:
 
 def _notebook_params(nb: Any, path: Path) -> dict[str, Any]:
     """Parameters of an executed notebook: cell defaults overridden by papermill's record."""
+    from mfjax.pipeline import _inspect
+
     params: dict[str, Any] = {}
     try:
-        import papermill
-
-        for name, info in papermill.inspect_notebook(str(path)).items():
-            params[name] = info.get("default")
-    except Exception:
+        for name, info in _inspect(path).items():
+            params[name] = _literal(info.get("default"))
+    except Exception:  # a report without its parameters beats no report
         pass
     injected = (nb.metadata.get("papermill") or {}).get("parameters") or {}
     params.update(injected)
     return params
+
+
+def _literal(text: Any) -> Any:
+    import ast
+
+    try:
+        return ast.literal_eval(str(text))
+    except (ValueError, SyntaxError):
+        return text
 
 
 def _fmt(value: Any) -> str:
@@ -210,7 +220,14 @@ def export_html(
         exclude_input_prompt=no_input,
         exclude_output_prompt=no_input,
     )
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title or path.stem}})
+    level = exporter.log.level
+    exporter.log.setLevel(logging.ERROR)  # e.g. "Alternative text is missing on 1 image(s)"
+    try:
+        body, _ = exporter.from_notebook_node(
+            nb, resources={"metadata": {"name": title or path.stem}}
+        )
+    finally:
+        exporter.log.setLevel(level)
     body = _EXTERNAL.sub("", body)
     body = _CSS_IMPORT.sub("", body)
     if title is None:
