@@ -70,6 +70,7 @@ __all__ = [
     "split_summary",
     "train_model",
     "validation_split",
+    "without_timings",
 ]
 
 #: run folder used when a notebook's ``run_dir`` parameter is "" (git-ignored under reports/)
@@ -577,10 +578,6 @@ def record_metrics(
 
 
 # ---------------------------------------------------------------------------------------- sweeps
-def _metric_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if "@" in c or c.split("valid_")[-1] in ("rmse", "mae", "auc")]
-
-
 def load_sweep(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The sweep table ``<sweep_dir>/sweep.csv`` (or ``sweep.parquet``) as a DataFrame.
 
@@ -607,22 +604,6 @@ def load_sweep(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
             if tail and head in MODEL_MODULES:
                 renamed[col] = tail
     return table.rename(columns=renamed)
-
-
-def best_point(table: pd.DataFrame, metric: str = "valid_rmse") -> pd.Series:
-    """The row of the sweep table with the best ``metric`` (lower is better for RMSE, MAE and
-    times; higher otherwise). Select on a validation column: the test columns are only
-    read afterwards, for the chosen point."""
-    if metric not in table.columns:
-        raise DataError(
-            f"the sweep table has no column {metric!r}; metric columns: {_metric_columns(table)}"
-        )
-    base = metric.removeprefix("valid_").split("@")[0]
-    values = table[metric].astype(float)
-    if values.isna().all():
-        raise DataError(f"every value of {metric!r} in the sweep table is missing")
-    idx = values.idxmin() if base in LOWER_IS_BETTER else values.idxmax()
-    return table.loc[idx]
 
 
 def ensure_sweep(
@@ -672,12 +653,13 @@ def ensure_sweep(
         )
         measured = {**valid, **test, "fit_seconds": est.fit_seconds_}
         record_metrics(point_dir, dataset=dataset, params=hyper, model_name=model, metrics=measured)
-        row = {**point}
+        row = {"point": point_dir.name, **point, "model": model}
         for key, value in measured.items():
             if isinstance(value, (list, tuple)) and len(value) == 2:
                 row[f"{key}_low"], row[f"{key}_high"] = value
             else:
                 row[key] = value
+        row["status"] = "ok"
         rows.append(row)
     with atomic_path(folder / "sweep.csv", suffix=".csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
@@ -722,8 +704,10 @@ def training_record(model: Any) -> dict[str, Any]:
 
 def valid_vs_test(valid_result: Any, test_result: Any, *, k: int = 10) -> pd.DataFrame:
     """Validation and test value of each headline metric and their gap (test − valid)."""
-    valid = {n: v for n, v in valid_result.to_metrics_dict(k=k).items() if not n.endswith("_ci")}
-    test = {n: v for n, v in test_result.to_metrics_dict(k=k).items() if not n.endswith("_ci")}
+    skip = {"eval_seconds", "n_users", "n_excluded"}
+    valid = {n: v for n, v in valid_result.to_metrics_dict(k=k).items() if "_ci" not in n}
+    test = {n: v for n, v in test_result.to_metrics_dict(k=k).items() if "_ci" not in n}
+    valid = {n: v for n, v in valid.items() if n not in skip and v is not None}
     names = [n for n in test if n in valid]
     table = pd.DataFrame(
         {"valid": [valid[n] for n in names], "test": [test[n] for n in names]}, index=names
@@ -734,7 +718,10 @@ def valid_vs_test(valid_result: Any, test_result: Any, *, k: int = 10) -> pd.Dat
 
 
 # ---------------------------------------------------------------------------------------- tuning
-_NOT_PARAMS = frozenset({"rmse", "mae", "auc", "fit_seconds", "eval_seconds", "epochs_run"})
+#: columns of a sweep table that are neither swept parameters nor metrics
+_BOOKKEEPING = frozenset({"point", "model", "status", "error", "wall_seconds", "run_dir", "name"})
+_TIMINGS = frozenset({"fit_seconds", "eval_seconds", "wall_seconds", "epochs_run"})
+_NOT_PARAMS = frozenset({"rmse", "mae", "auc", "n_users", "n_excluded"}) | _TIMINGS
 
 
 def _is_metric_column(name: str) -> bool:
@@ -749,11 +736,52 @@ def _is_metric_column(name: str) -> bool:
 
 
 def _param_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if not _is_metric_column(c)]
+    return [c for c in table.columns if not _is_metric_column(c) and c not in _BOOKKEEPING]
+
+
+def _selection_column(metric: str) -> str:
+    """``valid_<metric>``: tuning selects on validation columns only."""
+    return metric if metric.startswith("valid_") else f"valid_{metric}"
+
+
+def _ok_rows(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["status"] == "ok"] if "status" in table.columns else table
+
+
+def without_timings(entry: Mapping[str, Any]) -> pd.Series:
+    """A ``metrics.json`` entry without the machine-dependent timings, for display."""
+    keep = {
+        k: v
+        for k, v in entry.items()
+        if k not in _TIMINGS and k.removeprefix("valid_") not in _TIMINGS
+    }
+    return pd.Series(keep, dtype=object)
+
+
+def best_point(table: pd.DataFrame, metric: str = "valid_rmse") -> pd.Series:
+    """The successful row of the sweep table with the best validation ``metric``.
+
+    ``metric`` is a validation column (``valid_rmse``; a name without the prefix means its
+    validation column). Lower is better for RMSE, MAE and times, higher otherwise. The test
+    columns are never looked at to choose.
+    """
+    column = _selection_column(metric)
+    if column not in table.columns:
+        raise DataError(
+            f"the sweep table has no column {column!r}; metric columns: "
+            f"{[c for c in table.columns if _is_metric_column(c)]}"
+        )
+    rows = _ok_rows(table)
+    values = rows[column].astype(float)
+    if values.isna().all():
+        raise DataError(f"no successful point of the sweep has a value for {column!r}")
+    base = column.removeprefix("valid_").split("@")[0]
+    idx = values.idxmin() if base in LOWER_IS_BETTER else values.idxmax()
+    return table.loc[idx]
 
 
 def sweep_view(
-    table: pd.DataFrame, params: Sequence[str], *, metric: str = "rmse", k: int = 10
+    table: pd.DataFrame, params: Sequence[str], *, metric: str = "valid_rmse"
 ) -> pd.DataFrame:
     """The sweep table as tuning sees it: the swept ``params`` and the **validation**
     columns (the selection ``metric`` first), sorted by the parameters. Test columns and
@@ -764,15 +792,22 @@ def sweep_view(
             f"the sweep table has no parameter column(s) {missing}; "
             f"parameter columns: {_param_columns(table)}"
         )
-    first = f"valid_{metric}"
-    valid_cols = [c for c in table.columns if str(c).startswith("valid_") and "_ci" not in str(c)]
+    first = _selection_column(metric)
+    valid_cols = [
+        c
+        for c in table.columns
+        if str(c).startswith("valid_")
+        and "_ci" not in str(c)
+        and str(c).removeprefix("valid_") not in _TIMINGS | {"n_users", "n_excluded"}
+    ]
     ordered = [c for c in [first] if c in valid_cols] + [c for c in valid_cols if c != first]
     if not ordered:
         raise DataError(
             "the sweep table has no validation columns (valid_<metric>); run 03_evaluate "
             "with a split that has valid_size > 0"
         )
-    return table[list(params) + ordered].sort_values(list(params)).reset_index(drop=True)
+    view = _ok_rows(table)[list(params) + ordered]
+    return view.sort_values(list(params)).reset_index(drop=True)
 
 
 def _ci_of(row: pd.Series, name: str) -> tuple[float, float] | None:
@@ -790,41 +825,53 @@ def _ci_of(row: pd.Series, name: str) -> tuple[float, float] | None:
     return None
 
 
-def best_summary(best: pd.Series, table: pd.DataFrame, *, metric: str = "rmse") -> pd.DataFrame:
-    """The chosen configuration: its parameters, its validation ``metric`` and its test
-    ``metric`` with the recorded 95% interval, one row per quantity."""
+def best_summary(
+    best: pd.Series, table: pd.DataFrame, *, metric: str = "valid_rmse"
+) -> pd.DataFrame:
+    """The chosen configuration: its parameters, its validation metric and the matching test
+    metric with its recorded 95% interval, one row per quantity."""
+    column = _selection_column(metric)
+    test = column.removeprefix("valid_")
     rows: list[tuple[str, Any]] = [(p, best[p]) for p in _param_columns(table)]
-    valid = f"valid_{metric}"
-    if valid in best.index:
-        rows.append((f"validation {metric}", float(best[valid])))
-    if metric in best.index and pd.notna(best[metric]):
-        rows.append((f"test {metric}", float(best[metric])))
-        ci = _ci_of(best, metric)
+    if column in best.index:
+        rows.append((f"validation {test}", float(best[column])))
+    ci = _ci_of(best, column)
+    if ci is not None:
+        rows += [
+            (f"validation {test} 95% CI low", ci[0]),
+            (f"validation {test} 95% CI high", ci[1]),
+        ]
+    if test in best.index and pd.notna(best[test]):
+        rows.append((f"test {test}", float(best[test])))
+        ci = _ci_of(best, test)
         if ci is not None:
-            rows.append((f"test {metric} 95% CI low", ci[0]))
-            rows.append((f"test {metric} 95% CI high", ci[1]))
-    rows.append(("grid points", int(len(table))))
+            rows += [(f"test {test} 95% CI low", ci[0]), (f"test {test} 95% CI high", ci[1])]
+    rows.append(("grid points", int(len(_ok_rows(table)))))
     out = pd.DataFrame(rows, columns=["quantity", "value"]).set_index("quantity")
     out["value"] = out["value"].astype(object)
     return out
 
 
-def plot_valid_vs_test(table: pd.DataFrame, *, metric: str = "rmse", best: pd.Series | None = None):
-    """Scatter of each grid point's validation ``metric`` against its test ``metric``, with
-    the diagonal and the chosen point marked. Returns the matplotlib Axes."""
+def plot_valid_vs_test(
+    table: pd.DataFrame, *, metric: str = "valid_rmse", best: pd.Series | None = None
+) -> Any:
+    """Scatter of each grid point's validation metric against its test metric, with the
+    diagonal and the chosen point marked. Returns the matplotlib Axes."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    valid = f"valid_{metric}"
-    for col in (valid, metric):
+    valid = _selection_column(metric)
+    test = valid.removeprefix("valid_")
+    for col in (valid, test):
         if col not in table.columns:
             raise DataError(f"the sweep table has no column {col!r} to compare validation and test")
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    rows = _ok_rows(table)
+    _, ax = plt.subplots(figsize=(5.5, 5))
     params = _param_columns(table)
     hue = params[0] if params else None
-    sns.scatterplot(data=table, x=valid, y=metric, hue=hue, palette="viridis", s=70, ax=ax)
-    lo = float(np.nanmin(table[[valid, metric]].to_numpy()))
-    hi = float(np.nanmax(table[[valid, metric]].to_numpy()))
+    sns.scatterplot(data=rows, x=valid, y=test, hue=hue, palette="viridis", s=70, ax=ax)
+    both = rows[[valid, test]].to_numpy(dtype=float)
+    lo, hi = float(np.nanmin(both)), float(np.nanmax(both))
     pad = 0.05 * (hi - lo or 1.0)
     ax.plot(
         [lo - pad, hi + pad], [lo - pad, hi + pad], ls="--", c="grey", lw=1, label="test = valid"
@@ -832,14 +879,14 @@ def plot_valid_vs_test(table: pd.DataFrame, *, metric: str = "rmse", best: pd.Se
     if best is not None:
         ax.scatter(
             [best[valid]],
-            [best[metric]],
+            [best[test]],
             s=220,
             facecolors="none",
             edgecolors="red",
             lw=2,
             label="chosen on validation",
         )
-    ax.set(xlabel=f"validation {metric}", ylabel=f"test {metric}", title="Validation against test")
+    ax.set(xlabel=f"validation {test}", ylabel=f"test {test}", title="Validation against test")
     ax.legend(fontsize="small")
     return ax
 
@@ -850,22 +897,23 @@ def record_best(
     *,
     dataset: str,
     model: str = "mf",
-    metric: str = "rmse",
+    metric: str = "valid_rmse",
     table: pd.DataFrame | None = None,
 ) -> pd.Series:
     """Record the configuration chosen on validation into ``<run_dir>/metrics.json``.
 
     The chosen parameters go into ``params`` (``best_<name>``, plus ``selected_by``); its
-    validation and test metrics into ``models["<model>_best"]``. Returns that entry.
+    validation and test metrics into ``models["<model>_best"]``. Returns that entry without
+    timings.
     """
     params_cols = _param_columns(table) if table is not None else []
     params: dict[str, Any] = {f"best_{p}": best[p] for p in params_cols}
-    params["selected_by"] = f"valid_{metric}"
+    params["selected_by"] = _selection_column(metric)
     metrics: dict[str, Any] = {}
     for name, value in best.items():
-        if name in params_cols or not _is_metric_column(str(name)):
-            continue
         name = str(name)
+        if name in params_cols or not _is_metric_column(name):
+            continue
         if name.endswith("_ci_low") or name.endswith("_ci_high"):
             base = name.rsplit("_ci_", 1)[0]
             ci = _ci_of(best, base)
@@ -876,5 +924,4 @@ def record_best(
     path = record_metrics(
         run_dir, dataset=dataset, params=params, model_name=f"{model}_best", metrics=metrics
     )
-    entry = json.loads(path.read_text(encoding="utf-8"))["models"][f"{model}_best"]
-    return pd.Series({k: v for k, v in entry.items() if k != "fit_seconds"}, dtype=object)
+    return without_timings(json.loads(path.read_text(encoding="utf-8"))["models"][f"{model}_best"])

@@ -199,15 +199,15 @@ def test_best_point_respects_metric_direction(sweep_table):
 
 
 def test_sweep_view_shows_validation_only(sweep_table):
-    view = steps.sweep_view(sweep_table, ["factors", "reg"], metric="ndcg@10")
+    view = steps.sweep_view(sweep_table, ["factors", "reg"], metric="valid_ndcg@10")
     assert list(view.columns) == ["factors", "reg", "valid_ndcg@10", "valid_rmse"]
     with pytest.raises(DataError, match="factor"):
-        steps.sweep_view(sweep_table, ["factor"], metric="rmse")
+        steps.sweep_view(sweep_table, ["factor"])
 
 
 def test_best_summary_and_record_best(tmp_path, sweep_table):
     best = steps.best_point(sweep_table, "valid_rmse")
-    summary = steps.best_summary(best, sweep_table, metric="rmse")["value"]
+    summary = steps.best_summary(best, sweep_table, metric="valid_rmse")["value"]
     assert summary["factors"] == 16 and summary["reg"] == 0.01
     assert summary["validation rmse"] == pytest.approx(0.91)
     assert summary["test rmse"] == pytest.approx(0.925)
@@ -233,3 +233,21 @@ def test_load_sweep_strips_model_prefix_and_explains_absence(tmp_path, sweep_tab
     ]
     with pytest.raises(DataError, match="mfjax sweep"):
         steps.load_sweep(tmp_path / "nothing")
+
+
+def test_runner_sweep_table_failed_points_and_bookkeeping_are_ignored(sweep_table):
+    # the layout mfjax.pipeline.sweep writes: point, params, model, metrics, status, error
+    table = sweep_table.assign(
+        point=[f"point-{i:02d}" for i in range(4)],
+        model="mf",
+        wall_seconds=3.0,
+        status=["ok", "ok", "failed", "ok"],
+        error=["", "", "ValueError: boom", ""],
+    )
+    best = steps.best_point(table, "valid_rmse")
+    assert best["point"] == "point-03"  # point-02 is better but failed
+    summary = steps.best_summary(best, table, metric="valid_rmse")["value"]
+    assert summary["factors"] == 16 and summary["reg"] == 0.1 and summary["grid points"] == 3
+    assert "point" not in summary.index and "status" not in summary.index
+    view = steps.sweep_view(table, ["factors", "reg"], metric="valid_rmse")
+    assert len(view) == 3 and list(view.columns[:3]) == ["factors", "reg", "valid_rmse"]
