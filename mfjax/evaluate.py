@@ -422,6 +422,7 @@ def evaluate(
     level: float = 0.95,
     seed: int = 0,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    mesh: Any = None,
 ) -> Evaluation:
     """Evaluate a fitted model on a split's test part (see the module docstring's protocol).
 
@@ -440,6 +441,10 @@ def evaluate(
             :func:`mfjax.metrics.map_at_k`.
         n_boot, level, seed: bootstrap resamples, interval coverage and seed.
         memory_budget_bytes: per-block memory budget of the full ranking.
+        mesh: optional ``jax.sharding.Mesh`` (:func:`mfjax.sharding.make_mesh`): the full
+            ranking shards users over its data axis and items over its model axis and merges
+            per-shard top-k (:func:`mfjax.sharding.top_k_sharded`); AUC, when asked for,
+            still scores on one device.
 
     Returns:
         An :class:`Evaluation` with ``per_user``, ``summary`` and ``to_metrics_dict()``.
@@ -466,7 +471,20 @@ def evaluate(
     fast = _has_fast_path(model, split)
     want_auc = "auc" in mets
     leaked = 0
-    if fast:
+    if fast and mesh is not None:
+        from mfjax.sharding import top_k_sharded
+
+        score_fn, params = model.score_function()
+        rec, _ = top_k_sharded(
+            score_fn, params, users, n_items, kmax, mesh=mesh, exclude=getattr(model, "seen_", None)
+        )
+        auc = np.full(len(users), np.nan)
+        if want_auc:
+            auc = _fast_rank(
+                model, users, n_items, kmax, binary, with_auc=True,
+                memory_budget_bytes=memory_budget_bytes,
+            )[1]
+    elif fast:
         rec, auc = _fast_rank(
             model,
             users,
