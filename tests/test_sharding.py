@@ -220,19 +220,31 @@ if IN_WORKER:
         return df
 
     def test_mf_sharded_equals_single_device_and_saves_to_one_device(tmp_path):
+        from mfjax.evaluate import evaluate
         from mfjax.models.base import load
         from mfjax.models.mf import MF
+        from mfjax.splits import random_split
 
         df = _ratings()
+        split = random_split(df, 0.2, seed=0)
+        assert (split.train.n_users, split.train.n_items) == (40, 24)  # tables divide by 2
         kw = {"factors": 8, "epochs": 2, "batch_size": 64, "seed": 3}
-        ref = MF(**kw).fit(df)
+        ref = MF(**kw).fit(split)
         mesh = make_mesh(data=2, model=2)
-        sharded = MF(**kw).fit(df, mesh=mesh)
+        sharded = MF(**kw).fit(split, mesh=mesh)
         assert set(sharded.params_) == set(ref.params_)
         for key, value in ref.params_.items():
             assert isinstance(sharded.params_[key], np.ndarray), key
             np.testing.assert_allclose(sharded.params_[key], value, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(sharded.history_["loss"], ref.history_["loss"], rtol=1e-5)
+
+        # evaluation with the mesh (sharded full ranking) equals the one-device evaluation
+        ev_ref = evaluate(ref, split, k=(5,), n_boot=20)
+        ev_mesh = evaluate(sharded, split, k=(5,), n_boot=20, mesh=mesh)
+        m_ref, m_mesh = ev_ref.to_metrics_dict(5), ev_mesh.to_metrics_dict(5)
+        for name in ("precision@5", "recall@5", "ndcg@5", "map@5", "auc", "rmse"):
+            assert m_mesh[name] == pytest.approx(m_ref[name], abs=1e-6), name
+
         path = sharded.save(tmp_path / "mf_sharded.npz")
         loaded = load(path)
         users, items = df.user.to_numpy()[:50], df.item.to_numpy()[:50]
