@@ -379,20 +379,19 @@ def train_model(
     ``progress`` shows the training bar (off by default: notebooks keep stable outputs).
     """
     est = make_model(model, **hyperparameters)
-    est.fit(split, **_fit_options(est, progress))
+    _fit_quietly(est, split, progress)
     est.save(model_path(run_dir, model))
     return est
 
 
-def _fit_options(est: Any, progress: bool) -> dict:
-    """``progress=...`` for a model whose ``_fit`` takes it (the engine's tqdm bar)."""
-    import inspect
-
+def _fit_quietly(est: Any, split: Split, progress: bool) -> None:
+    """Fit with the engine's progress bar on or off; models without the option just fit."""
     try:
-        params = inspect.signature(type(est)._fit).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {"progress": progress} if "progress" in params else {}
+        est.fit(split, progress=progress)
+    except TypeError as exc:
+        if "progress" not in str(exc) and "option" not in str(exc):
+            raise
+        est.fit(split)
 
 
 def get_model(
@@ -829,7 +828,8 @@ def best_summary(
     best: pd.Series, table: pd.DataFrame, *, metric: str = "valid_rmse"
 ) -> pd.DataFrame:
     """The chosen configuration: its parameters, its validation metric and the matching test
-    metric with its recorded 95% interval, one row per quantity."""
+    metric with its recorded 95% interval, one row per quantity (floats rounded to 4
+    decimals for display; the files keep the raw values)."""
     column = _selection_column(metric)
     test = column.removeprefix("valid_")
     rows: list[tuple[str, Any]] = [(p, best[p]) for p in _param_columns(table)]
@@ -847,6 +847,7 @@ def best_summary(
         if ci is not None:
             rows += [(f"test {test} 95% CI low", ci[0]), (f"test {test} 95% CI high", ci[1])]
     rows.append(("grid points", int(len(_ok_rows(table)))))
+    rows = [(q, round(v, 4) if isinstance(v, float) else v) for q, v in rows]
     out = pd.DataFrame(rows, columns=["quantity", "value"]).set_index("quantity")
     out["value"] = out["value"].astype(object)
     return out

@@ -35,12 +35,12 @@ pd.set_option("display.width", 120)"""
 PREP_PARAMS = """\
 dataset = "synthetic"  # "synthetic", a dataset name (ml-100k, ml-latest-small, ...) or a file path
 seed = 0  # seeds the synthetic data, the split and the models
-min_user_ratings = 5  # k-core: users with fewer ratings are removed (repeated until stable)
-min_item_ratings = 5  # k-core: items with fewer ratings are removed
-duplicates = "last"  # repeated (user, item) pairs: keep the "last" by time, "first", "mean", "raise"
-split_method = "random"  # "random", "per_user", "temporal" or "leave_last_n"
-test_size = 0.2  # fraction of the ratings held out for the final test
-valid_size = 0.1  # fraction of the training ratings carved out for validation and tuning"""
+min_user_ratings = 5  # k-core: users with fewer ratings are removed (repeated until stable), >= 1
+min_item_ratings = 5  # k-core: items with fewer ratings are removed, >= 1
+duplicates = "last"  # policy for repeated user-item pairs, one of: last, first, mean, raise
+split_method = "random"  # one of: random, per_user, temporal, leave_last_n
+test_size = 0.2  # fraction held out for the final test, in (0, 1)
+valid_size = 0.1  # fraction of training carved out for validation and tuning, in [0, 1)"""
 
 PREP_KWARGS = """\
 prep_options = dict(
@@ -56,13 +56,13 @@ prep_options = dict(
 
 MODEL_PARAMS = """\
 model = "mf"  # registry name of the model trained here
-factors = 32  # latent dimensions
-epochs = 40  # maximum number of epochs
-learning_rate = 0.01
-reg = 0.02  # L2 regularisation
+factors = 32  # latent dimensions, >= 1
+epochs = 40  # maximum number of epochs, >= 1
+learning_rate = 0.002  # peak learning rate (cosine schedule), > 0
+reg = 0.05  # L2 regularisation of the factors, >= 0
 optimizer = "adam"  # any optax optimizer by name: "sgd", "adagrad", "adam", ...
-batch_size = 1024
-k = 10  # list length of the headline ranking metrics
+batch_size = 1024  # ratings per minibatch, >= 1
+k = 10  # list length of the headline ranking metrics, >= 1
 threshold = 4.0  # a test rating at or above it counts as relevant"""
 
 HYPER_KWARGS = """\
@@ -191,7 +191,7 @@ The dataset, the preparation parameters and the data summary go into
             "    params=prep_options,\n"
             '    extra={"data": steps.summary_record(summary, prep.split)},\n'
             ")\n"
-            "steps.read_metrics(run_dir)[\"data\"]"
+            "sorted(steps.read_metrics(run_dir)[\"data\"])"
         ),
     ]
 )
@@ -385,7 +385,7 @@ Test metrics (with `_ci` intervals) and validation metrics (prefixed `valid_`) g
             "        **steps.training_record(mf),\n"
             "    },\n"
             ")\n"
-            "pd.Series(steps.read_metrics(run_dir)[\"models\"][model]).drop(\"fit_seconds\", errors=\"ignore\")"
+            "sorted(steps.read_metrics(run_dir)[\"models\"][model])"
         ),
     ]
 )
@@ -523,7 +523,7 @@ train-and-evaluate steps as `02_train` and `03_evaluate`, per grid point).
             'dataset = "synthetic"  # used only to build the default sweep\n'
             "seed = 0\n"
             'model = "mf"\n'
-            'metric = "rmse"  # selection metric, read from the validation columns (valid_<metric>)\n'
+            'metric = "valid_rmse"  # the validation column that selects the configuration\n'
             'row_param = "factors"  # heatmap rows\n'
             'col_param = "reg"  # heatmap columns\n'
             "k = 10\n"
@@ -550,8 +550,7 @@ and the fit time.
             "    epochs=epochs,\n"
             ")\n"
             "table = steps.load_sweep(sweep_path)\n"
-            "select = f\"valid_{metric}\" if f\"valid_{metric}\" in table.columns else metric\n"
-            "steps.sweep_view(table, [row_param, col_param], metric=metric, k=k).round(4)"
+            "steps.sweep_view(table, [row_param, col_param], metric=metric).round(4)"
         ),
         md("""
 ## 2. Sensitivity over two parameters
@@ -560,9 +559,9 @@ The validation metric over the grid of the two swept parameters. A flat map mean
 is robust to them; a sharp optimum means they matter and deserve a finer grid around it.
 """),
         code(
-            "heat = table.pivot_table(index=row_param, columns=col_param, values=select)\n"
+            "heat = table.pivot_table(index=row_param, columns=col_param, values=metric)\n"
             "ax = sns.heatmap(heat, annot=True, fmt=\".4f\", cmap=\"viridis\")\n"
-            "ax.set(title=f\"validation {metric} by {row_param} and {col_param}\")\n"
+            "ax.set(title=f\"{metric} by {row_param} and {col_param}\")\n"
             "plt.show()"
         ),
         md("""
@@ -572,8 +571,8 @@ The validation metric against the first parameter, one line per value of the sec
 the lines cross or diverge, the two parameters interact.
 """),
         code(
-            "ax = sns.lineplot(data=table, x=row_param, y=select, hue=col_param, marker=\"o\", palette=\"viridis\")\n"
-            "ax.set(title=f\"validation {metric} against {row_param}\", ylabel=f\"validation {metric}\")\n"
+            "ax = sns.lineplot(data=table, x=row_param, y=metric, hue=col_param, marker=\"o\", palette=\"viridis\")\n"
+            "ax.set(title=f\"{metric} against {row_param}\", ylabel=metric)\n"
             "plt.show()"
         ),
         md("""
@@ -582,7 +581,7 @@ the lines cross or diverge, the two parameters interact.
 Chosen on the validation metric alone. Its test metric, with the 95% confidence interval
 recorded for it, is the figure to report.
 """),
-        code("best = steps.best_point(table, select)\nsteps.best_summary(best, table, metric=metric).round(4)"),
+        code("best = steps.best_point(table, metric)\nsteps.best_summary(best, table, metric=metric)"),
         md("""
 ## 5. Validation against test
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -251,3 +252,70 @@ def test_runner_sweep_table_failed_points_and_bookkeeping_are_ignored(sweep_tabl
     assert "point" not in summary.index and "status" not in summary.index
     view = steps.sweep_view(table, ["factors", "reg"], metric="valid_rmse")
     assert len(view) == 3 and list(view.columns[:3]) == ["factors", "reg", "valid_rmse"]
+
+
+# ------------------------------------------------------------------------------ notebooks
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _kernel_name() -> str:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    return "mfjax" if "mfjax" in specs else "python3"
+
+
+@pytest.mark.slow
+def test_notebooks_run_under_papermill_with_non_default_parameters(tmp_path):
+    """Parameters flow through: each notebook runs with small non-default values into a
+    temporary run folder, and what it records reflects them."""
+    pm = pytest.importorskip("papermill")
+    run = tmp_path / "run"
+    common = {"run_dir": str(run), "seed": 3, "test_size": 0.25, "valid_size": 0.2}
+    hyper = {"factors": 4, "epochs": 3, "reg": 0.1}
+
+    def execute(name: str, **params) -> None:
+        pm.execute_notebook(
+            str(NOTEBOOKS / name),
+            str(tmp_path / name),
+            parameters=params,
+            kernel_name=_kernel_name(),
+            cwd=str(NOTEBOOKS),
+            progress_bar=False,
+        )
+
+    execute("01_prepare.ipynb", **common)
+    got = json.loads((run / "metrics.json").read_text())
+    assert got["dataset"] == "synthetic" and got["params"]["test_size"] == 0.25
+    assert (run / "split" / "prepare.json").is_file()
+
+    execute("02_train.ipynb", **common, **hyper)
+    execute("03_evaluate.ipynb", **common, **hyper, k=5)
+    got = json.loads((run / "metrics.json").read_text())
+    assert got["params"]["factors"] == 4 and got["params"]["k"] == 5
+    mf = got["models"]["mf"]
+    for key in ("rmse", "precision@5", "ndcg@5", "ndcg@5_ci", "valid_rmse", "valid_ndcg@5"):
+        assert key in mf, key
+    assert "precision@10" not in mf  # k=5 flowed through
+    assert mf["epochs_run"] <= 3
+    from mfjax.models.base import load
+
+    assert load(run / "models" / "mf.npz").config.factors == 4
+
+    execute("04_compare.ipynb", **common, **hyper, roster=["mf", "popularity", "bias"], seeds=[0])
+    models = json.loads((run / "metrics.json").read_text())["models"]
+    assert {"popularity", "bias"} <= set(models)
+    assert models["bias"]["rmse"] > models["mf"]["rmse"] * 0.5  # a real number, both rated
+
+    sweep = tmp_path / "sweep"
+    execute(
+        "05_tune.ipynb", sweep_dir=str(sweep), grid_factors=[2, 4], grid_reg=[0.1], epochs=2, seed=3
+    )
+    table = pd.read_csv(sweep / "sweep.csv")
+    assert sorted(table["factors"]) == [2, 4] and set(table["reg"]) == {0.1}
+    best = json.loads((sweep / "metrics.json").read_text())
+    assert (
+        best["params"]["best_factors"] in (2, 4) and best["params"]["selected_by"] == "valid_rmse"
+    )
+    chosen = table.loc[table["valid_rmse"].idxmin()]
+    assert best["models"]["mf_best"]["valid_rmse"] == pytest.approx(chosen["valid_rmse"])
