@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from the best configuration of a sweep folder (by its validation metric)",
     )
     run.add_argument("--metric", help="with --from-sweep: the column to rank points by")
+    run.add_argument("--overwrite", action="store_true", help="replace a previous run in --run-dir")
     _common(run)
 
     sw = sub.add_parser(
@@ -203,6 +204,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         timeout=args.timeout,
         extra_record=extra,
+        overwrite=args.overwrite,
     )
     print(f"run folder: {result.run_dir}")
     for page in result.html:

@@ -45,6 +45,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -872,6 +873,7 @@ def run(
     progress: bool = True,
     timeout: float | None = None,
     extra_record: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Execute the notebooks in order into a run folder; export HTML; rebuild the index.
 
@@ -892,6 +894,8 @@ def run(
         progress: show a tqdm bar over the notebooks.
         timeout: seconds per cell.
         extra_record: more top-level entries for params.yaml (e.g. ``from_sweep``).
+        overwrite: replace a previous run in ``run_dir`` (without it, a full run into a
+            folder that holds one is an error: its split and models would be reused).
 
     Returns:
         a :class:`RunResult`.
@@ -926,8 +930,16 @@ def run(
         run_path = Path(run_dir)
     run_path = run_path.expanduser().resolve()
 
-    base: dict[str, Any] = {}
     previous = run_path / "params.yaml"
+    if not only and (previous.is_file() or (run_path / "run.json").is_file()):
+        if not overwrite:
+            raise ParameterError(
+                f"run folder {run_path} already holds a run (its split and models would be "
+                "reused); pass --overwrite to replace it, --only NB,... to rerun part of it, "
+                "or another --run-dir"
+            )
+        shutil.rmtree(run_path)
+    base: dict[str, Any] = {}
     if only and previous.is_file():  # rerun part of an existing run with its parameters
         base = {k: v for k, v in load_params_file(previous).items() if k in specs}
     effective = _effective(specs, list(chosen), {**base, **_absolute_paths(given)})
@@ -1134,6 +1146,7 @@ def _run_point(task: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": point_dir.name,
         "point": task["point"],
+        "params": task["params"],
         "metrics": metrics,
         "error": error,
         "wall_seconds": round(time.perf_counter() - t0, 3),
@@ -1166,7 +1179,7 @@ def _sweep_table(results: Sequence[dict[str, Any]], swept: Sequence[str]) -> Any
     rows = []
     for res in sorted(results, key=lambda r: r["name"]):
         row: dict[str, Any] = {"point": res["name"], **res["point"]}
-        model = _primary_model(res["metrics"], res["point"])
+        model = _primary_model(res["metrics"], res.get("params") or res["point"])
         row["model"] = model
         if model is not None:
             row.update(_flatten(res["metrics"]["models"][model]))
@@ -1177,6 +1190,15 @@ def _sweep_table(results: Sequence[dict[str, Any]], swept: Sequence[str]) -> Any
     table = pd.DataFrame(rows)
     first = ["point", *swept, "model"]
     return table[[c for c in first if c in table] + [c for c in table if c not in first]]
+
+
+def _metric_column(table: Any, metric: str) -> str:
+    """The column a metric name selects on: ``rmse`` means ``valid_rmse`` when the table has
+    it (tuning ranks on the validation split; test columns are read for the chosen point)."""
+    columns = set(getattr(table, "columns", ()))
+    if not metric.startswith("valid_") and f"valid_{metric}" in columns:
+        return f"valid_{metric}"
+    return metric
 
 
 def _best(table: Any, metric: str) -> dict[str, Any] | None:
@@ -1406,6 +1428,7 @@ def sweep(
     _shareable(folder / "sweep.csv")
     _shareable(folder / "sweep.parquet")
     failed = {r["name"]: r["error"] for r in results if r["error"]}
+    metric = _metric_column(table, metric)
     best = _best(table, metric)
     best_params_ = None
     if best is not None:
@@ -1414,6 +1437,7 @@ def sweep(
         folder / "sweep.json",
         {
             **{k: v for k, v in meta.items() if k != "environment"},
+            "metric": metric,
             "n_ok": int((table["status"] == "ok").sum()),
             "n_failed": len(failed),
             "failed": failed,
@@ -1429,7 +1453,16 @@ def sweep(
         if "sweep_dir" in specs and TUNE_NOTEBOOK in specs["sweep_dir"].notebooks:
             tune_params["sweep_dir"] = str(folder)
         if "metric" in specs and TUNE_NOTEBOOK in specs["metric"].notebooks:
-            tune_params["metric"] = metric
+            style = str(specs["metric"].default)  # "rmse" (base name) or "valid_rmse" (column)
+            tune_params["metric"] = (
+                metric if style.startswith("valid_") else metric.removeprefix("valid_")
+            )
+        # the heatmap's axes: the first two swept parameters
+        for axis, pname in zip(
+            ("row_param", "col_param"), swept if len(swept) >= 2 else [], strict=False
+        ):
+            if axis in specs and TUNE_NOTEBOOK in specs[axis].notebooks:
+                tune_params[axis] = pname
         try:
             res = run(
                 tune_params,
@@ -1548,6 +1581,7 @@ def best_params(sweep_dir: str | os.PathLike[str], *, metric: str | None = None)
     table = pd.read_csv(csv)
     if "status" not in table:
         table["status"] = "ok"
+    metric = _metric_column(table, metric)
     best = _best(table, metric)
     if best is None:
         cols = [c for c in table.columns if c not in ("point", "status", "error", "model")]

@@ -281,8 +281,20 @@ def test_real_notebooks_follow_the_runner_contract():
         declared = pipeline._inspect(path)
         for required in ("run_dir", "dataset", "seed"):
             assert required in declared, f"{name}'s parameters cell lacks {required!r}"
-    specs = pipeline.parameter_specs(found)
-    for spec in specs.values():  # one name, one default: params.yaml records a single value
+    # one name, one default across the notebooks of a run: params.yaml records a single value
+    # (05_tune runs on its own over a sweep and may default differently)
+    specs = pipeline.parameter_specs({n: found[n] for n in pipeline.DEFAULT_SEQUENCE})
+    for spec in specs.values():
         assert len({repr(d) for _, d in spec.defaults}) == 1, (
             f"{spec.name} defaults differ: {spec.defaults}"
         )
+
+
+def test_full_run_into_a_previous_run_needs_overwrite(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "run.json").write_text('{"status": "ok"}')
+    (run / "stale.txt").write_text("old")
+    with pytest.raises(ParameterError, match="already holds a run.*--overwrite"):
+        pipeline.run({}, run_dir=run, notebooks_dir=FIX, kernel=KERNEL, reports_root=tmp_path)
+    assert (run / "stale.txt").exists()
