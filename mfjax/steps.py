@@ -68,6 +68,7 @@ __all__ = [
     "record_metrics",
     "resolve_run_dir",
     "split_summary",
+    "summary_table",
     "train_model",
     "validation_split",
     "without_timings",
@@ -157,7 +158,7 @@ class Prepared:
     Attributes:
         raw: the frame as loaded (``user, item, rating, timestamp``).
         clean: the frame after cleaning and k-core filtering.
-        report: what each cleaning step removed (from :mod:`mfjax.data`).
+        report: what each cleaning step removed (a :class:`mfjax.data.CleaningReport`).
         split: the train / valid / test split, saved under ``<run_dir>/split``.
         options: the preparation parameters (also in ``<run_dir>/split/prepare.json``).
     """
@@ -188,17 +189,14 @@ def _prepare_options(**kw: Any) -> dict:
 
 
 def load_dataset(dataset: str = "synthetic", *, seed: int = 0) -> pd.DataFrame:
-    """Load ``dataset`` (``"synthetic"``, a dataset name or a file path) as the raw frame.
-
-    The synthetic generator is seeded with ``seed``; real data ignore it.
-    """
+    """Load ``dataset`` (``"synthetic"``, a dataset name or a file path) as the raw frame,
+    missing values kept for the cleaning step to count. The synthetic generator is seeded
+    with ``seed``; real data ignore it."""
     from mfjax import data
 
     if str(dataset) == "synthetic":
-        from mfjax import datasets
-
-        return datasets.synthetic(seed=seed)
-    return data.load_interactions(dataset)
+        return data.load_interactions("synthetic", seed=seed)
+    return data.load_interactions(dataset, missing="keep")
 
 
 def prepare(
@@ -282,6 +280,16 @@ def get_split(
             )
         return io.load_split(folder)
     return prepare(run_dir, split_dir=split_dir, **opts).split
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`mfjax.data.summarize` as a ``statistic → value`` table for display, numbers
+    rounded to 4 decimals (the recorded summary keeps the raw values)."""
+    from mfjax import data
+
+    table = data.summarize(df, as_frame=True).set_index("statistic")
+    table["value"] = [round(v, 4) if isinstance(v, float) else v for v in table["value"].tolist()]
+    return table
 
 
 def split_summary(split: Split) -> pd.DataFrame:

@@ -129,10 +129,12 @@ source becomes the same four columns `user, item, rating, timestamp`.
         md("""
 ## 2. What the data look like
 
-Counts, density and the shape of the distributions, before cleaning. Recommenders live on
-sparse data: density is the share of the user × item matrix that holds a rating.
+Counts, density and the shape of the distributions of the cleaned data (section 6 says what
+cleaning removed). Recommenders live on sparse data: density is the share of the user ×
+item matrix that holds a rating; the Gini coefficient and the share of the top 10% of items
+measure how concentrated popularity is.
 """),
-        code("summary = data.summarize(prep.raw)\nsummary"),
+        code("steps.summary_table(prep.clean)"),
         md("""
 ## 3. Rating distribution
 
@@ -140,21 +142,21 @@ How often each rating value occurs. A skew towards high ratings is usual (people
 they chose to watch); it is why RMSE alone says little about ranking quality, and why the
 ranking metrics count a test rating ≥ `threshold` as relevant.
 """),
-        code("data_plots.rating_distribution(prep.raw)\nplt.show()"),
+        code("data_plots.rating_distribution(prep.clean)\nplt.show()"),
         md("""
 ## 4. Item popularity: the long tail
 
 Items sorted by their number of ratings. A few items collect most ratings and most items
 have few: a popularity ranking is a strong baseline, and rare items are hard to learn.
 """),
-        code("data_plots.popularity_long_tail(prep.raw)\nplt.show()"),
+        code("data_plots.popularity_long_tail(prep.clean)\nplt.show()"),
         md("""
 ## 5. User activity
 
 Ratings per user. Skewed activity means the per-user metrics average over many light users
 with little training data; `03_evaluate` breaks the metrics down by this activity.
 """),
-        code("data_plots.user_activity(prep.raw)\nplt.show()"),
+        code("data_plots.user_activity(prep.clean)\nplt.show()"),
         md("""
 ## 6. What cleaning removed
 
@@ -189,7 +191,7 @@ The dataset, the preparation parameters and the data summary go into
             "    run_dir,\n"
             "    dataset=dataset,\n"
             "    params=prep_options,\n"
-            '    extra={"data": steps.summary_record(summary, prep.split)},\n'
+            '    extra={"data": steps.summary_record(data.summarize(prep.clean), prep.split)},\n'
             ")\n"
             "sorted(steps.read_metrics(run_dir)[\"data\"])"
         ),
