@@ -14,8 +14,10 @@ The protocol, the same for every model (ours and peers):
 * intervals are percentile bootstraps over users (1,000 resamples, seeded).
 
 Models are reached through the model contract: ``score_function()`` (jitted full ranking
-with :mod:`mfjax.topk`, AUC included), ``seen_`` for exclusion and ``predict_codes`` for
-rating models. Any other object with ``recommend(users, k, exclude_seen=True)`` in raw ids
+with :mod:`mfjax.topk`, AUC included) and ``predict_codes`` for rating models. The items
+excluded are the split's training items of each user (the model's ``seen_`` when it was
+fitted on the whole training part; also right for a model fitted on a subset of it, such
+as the positive interactions only). Any other object with ``recommend(users, k, exclude_seen=True)`` in raw ids
 (a peer library behind :mod:`mfjax.external`) takes a generic path with the same protocol;
 AUC needs every item's score, so it is NaN there unless the object has ``score_function``.
 """
@@ -301,12 +303,12 @@ def _fast_rank(
     n_items: int,
     k: int,
     positives: sp.csr_matrix,
+    exclude: sp.csr_matrix,
     *,
     with_auc: bool,
     memory_budget_bytes: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     score_fn, params = model.score_function()
-    exclude = getattr(model, "seen_", None)
     n = len(users)
     rec = np.full((n, k), -1, dtype=np.int64)
     auc = np.full(n, np.nan)
@@ -481,7 +483,12 @@ def evaluate(
         auc = np.full(len(users), np.nan)
         if want_auc:
             auc = _fast_rank(
-                model, users, n_items, kmax, binary, with_auc=True,
+                model,
+                users,
+                n_items,
+                kmax,
+                binary,
+                with_auc=True,
                 memory_budget_bytes=memory_budget_bytes,
             )[1]
     elif fast:
@@ -491,6 +498,7 @@ def evaluate(
             n_items,
             kmax,
             binary,
+            split.train.csr(binary=True),
             with_auc=want_auc,
             memory_budget_bytes=memory_budget_bytes,
         )
