@@ -9,7 +9,7 @@ for cleaning, a :class:`CleaningReport` of what each step removed.
   ``::``-separated ``.dat``, MovieLens ``u.data``, Parquet; header or not; columns
   recognised or mapped with ``columns=``; implicit data without ratings).
 * :func:`clean`, :func:`k_core`, :func:`to_implicit`, :class:`Normalizer`,
-  :func:`preprocess` (all of them from keyword options, with a report).
+  (:func:`prepare` runs them from keyword options, with a report).
 * :func:`summarize` — counts, density, rating distribution, popularity concentration.
 """
 
@@ -34,9 +34,10 @@ __all__ = [
     "CleaningReport",
     "Normalizer",
     "clean",
+    "gini",
     "k_core",
     "load_interactions",
-    "preprocess",
+    "prepare",
     "read_interactions",
     "summarize",
     "to_implicit",
@@ -912,15 +913,15 @@ class Normalizer:
         )
 
 
-def preprocess(
+def prepare(
     source: str | os.PathLike[str] | pd.DataFrame,
     *,
     duplicates: str = "last",
     missing: str = "drop",
     scale: tuple[float, float] | None = None,
     out_of_scale: str = "raise",
-    min_user: int = 1,
-    min_item: int = 1,
+    min_user_ratings: int = 1,
+    min_item_ratings: int = 1,
     implicit: bool = False,
     threshold: float | None = 4.0,
     weights: str = "binary",
@@ -937,8 +938,8 @@ def preprocess(
         ``(frame, report)`` — ``report.to_frame()`` is the table of what each step removed.
 
     Example:
-        >>> df, rep = preprocess("synthetic", n_users=60, n_items=40, n_ratings=600,
-        ...                      min_user=5, min_item=5)
+        >>> df, rep = prepare("synthetic", n_users=60, n_items=40, n_ratings=600,
+        ...                   min_user_ratings=5, min_item_ratings=5)
         >>> list(rep.to_frame().step)
         ['load', 'missing values', 'duplicates', 'k-core']
     """
@@ -956,8 +957,8 @@ def preprocess(
         n = len(out)
         out = to_implicit(out, threshold=threshold, weights=weights, alpha=alpha)
         report.add("implicit", n, len(out), f"rating >= {threshold} -> {weights} weights")
-    if min_user > 1 or min_item > 1:
-        out, rep = k_core(out, min_user=min_user, min_item=min_item)
+    if min_user_ratings > 1 or min_item_ratings > 1:
+        out, rep = k_core(out, min_user=min_user_ratings, min_item=min_item_ratings)
         report.extend(rep)
     return out, report
 
