@@ -422,6 +422,9 @@ def compare(
             t0 = time.perf_counter()
             model.fit(data)
             fit_s = time.perf_counter() - t0
+            if use_pos and getattr(model, "external", False):
+                # a peer filters with what it was trained on; exclude every training item
+                model.seen_ = split.train.csr(binary=True)
             ev = evaluate(
                 model, split, k=ks, metrics=metrics, threshold=threshold, seed=seed, n_boot=n_boot
             )
