@@ -1,0 +1,3 @@
+"""Seaborn figures used by the notebooks."""
+
+from mfjax.plots.data import *  # noqa: F403
