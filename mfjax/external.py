@@ -163,8 +163,8 @@ class _ImplicitBase(ExternalModel):
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         self._require()
         user_items = train.csr().astype(np.float32)
-        self.model_ = self._build()
-        with _single_thread_blas():
+        with _single_thread_blas():  # implicit checks the BLAS threads when constructed
+            self.model_ = self._build()
             self.model_.fit(user_items, show_progress=False)
 
     def _top(self, codes: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
