@@ -53,6 +53,13 @@ __all__ = [
     "MODEL_MODULES",
     "Prepared",
     "best_point",
+    "build_roster",
+    "compare_models",
+    "comparison_table",
+    "examples_view",
+    "record_comparison",
+    "roster_table",
+    "significance_view",
     "ensure_sweep",
     "evaluate_model",
     "flat_metrics",
@@ -671,6 +678,205 @@ def ensure_sweep(
     with atomic_path(folder / "sweep.csv", suffix=".csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     return folder
+
+
+# ---------------------------------------------------------------------------------------- compare
+#: roster entries built from the notebook's MF hyperparameters (other names come from
+#: :func:`mfjax.compare.default_roster` with each model's documented defaults)
+MF_VARIANTS: dict[str, dict[str, Any]] = {
+    "mf": {},  # the notebook's own optimizer and learning rate (the model 02_train trains)
+    "mf_sgd": {"optimizer": "sgd", "learning_rate": 0.1},
+    "mf_adagrad": {"optimizer": "adagrad", "learning_rate": 0.1},
+    "mf_adam": {"optimizer": "adam"},
+}
+
+
+@dataclass(frozen=True)
+class _MFFactory:
+    """``seed -> MF`` with the notebook's hyperparameters and a variant's overrides."""
+
+    hyper: tuple
+    overrides: tuple
+
+    def __call__(self, seed: int = 0) -> Any:
+        return make_model("mf", **{**dict(self.hyper), **dict(self.overrides), "seed": seed})
+
+
+def build_roster(
+    names: Sequence[str], **hyperparameters: Any
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The comparison roster as ``{name: factory(seed) -> model}`` and ``{name: reason}`` of
+    the entries that cannot run here (an external package not installed).
+
+    ``mf`` and its optimizer variants (:data:`MF_VARIANTS`: ``mf_sgd``, ``mf_adagrad``,
+    ``mf_adam``) take the notebook's MF hyperparameters; every other name
+    (``bpr``, ``ials``, ``random``, ``popularity``, ``bias``, ``itemknn``, ``ease``,
+    ``implicit_als``, ``implicit_bpr``, ``surprise_svd``) is built by
+    :func:`mfjax.compare.default_roster` with that model's own defaults.
+
+    Example:
+        >>> factories, skipped = build_roster(["mf", "popularity"], factors=8, epochs=2)
+        >>> sorted(factories)
+        ['mf', 'popularity']
+    """
+    from mfjax.compare import default_roster
+
+    if len(set(names)) != len(names):
+        raise ValueError(f"the roster names a model twice: {list(names)}")
+    hyper = tuple(sorted((k, v) for k, v in hyperparameters.items() if k != "seed"))
+    others = [n for n in names if n not in MF_VARIANTS]
+    built, skipped = default_roster(others) if others else ({}, {})
+    factories: dict[str, Any] = {}
+    for name in names:
+        if name in MF_VARIANTS:
+            factories[name] = _MFFactory(hyper, tuple(sorted(MF_VARIANTS[name].items())))
+        elif name in built:
+            factories[name] = built[name]
+    return factories, dict(skipped)
+
+
+def roster_table(roster: tuple[dict[str, Any], dict[str, str]]) -> pd.DataFrame:
+    """One row per roster entry: the model, its family, whether it is an external peer or a
+    baseline, its non-default settings, or why it is skipped."""
+    from mfjax.compare import BASELINE_NAMES
+
+    factories, skipped = roster
+    rows = []
+    for name, factory in factories.items():
+        model = factory(0)
+        config = getattr(model, "config", None)
+        changed = ""
+        if dataclasses.is_dataclass(config):
+            default = type(config)()
+            changed = ", ".join(
+                f"{f.name}={getattr(config, f.name)!r}"
+                for f in dataclasses.fields(config)
+                if f.name != "seed" and getattr(config, f.name) != getattr(default, f.name)
+            )
+        registry = str(getattr(model, "name", type(model).__name__))
+        rows.append(
+            {
+                "entry": name,
+                "model": registry,
+                "kind": getattr(model, "kind", "ranking"),
+                "external": bool(getattr(model, "external", False)),
+                "baseline": registry in BASELINE_NAMES,
+                "settings": changed or "defaults",
+            }
+        )
+    for name, reason in skipped.items():
+        rows.append({"entry": name, "model": "", "kind": "", "external": True, "baseline": False,
+                     "settings": f"skipped: {reason}"})  # fmt: skip
+    return pd.DataFrame(rows).set_index("entry")
+
+
+def compare_models(
+    roster: tuple[dict[str, Any], dict[str, str]],
+    split: Split,
+    *,
+    seeds: Sequence[int] = (0,),
+    k: int = 10,
+    threshold: float = 4.0,
+    baseline: str | Sequence[str] | None = None,
+    dataset: str = "synthetic",
+) -> Any:
+    """Train and evaluate the roster on ``split`` with :func:`mfjax.compare.compare`.
+
+    Ranking metrics at ``(5, k, 20)``; the best baseline by NDCG@``k`` is the reference of
+    the paired tests (``baseline`` "" or None: every baseline model of the roster competes
+    for it). Item titles come from the dataset's metadata when it has them. The entries
+    that could not run are in ``result.skipped``.
+    """
+    import dataclasses as dc
+
+    from mfjax.compare import compare
+
+    factories, skipped = roster
+    ks = tuple(sorted({5, int(k), 20}))
+    result = compare(
+        factories,
+        split,
+        seeds=tuple(seeds),
+        k=ks,
+        baseline=baseline or None,
+        primary=f"ndcg@{int(k)}",
+        threshold=threshold,
+        metadata=item_titles(dataset),
+    )
+    return dc.replace(result, skipped={**skipped, **result.skipped})
+
+
+_HEADLINE = ("rmse", "precision", "recall", "map", "ndcg")
+
+
+def comparison_table(comparison: Any, *, k: int = 10) -> pd.DataFrame:
+    """Models × headline metrics at ``k``: the mean (over users, then seeds) and its 95%
+    interval as ``[low, high]``, both rounded to 4 decimals, plus the seeds' spread when
+    several seeds ran. Timings are in ``comparison.runs``."""
+    t = comparison.table
+    t = t[t["metric"].isin(_HEADLINE) & (t["k"].isna() | (t["k"] == k))]
+    rows: dict[str, dict[str, Any]] = {}
+    for r in t.itertuples(index=False):
+        name = r.metric if pd.isna(r.k) else f"{r.metric}@{int(r.k)}"
+        row = rows.setdefault(r.model, {"external": bool(r.external), "baseline": bool(r.baseline)})
+        row[name] = round(float(r.mean), 4) if np.isfinite(r.mean) else np.nan
+        if np.isfinite(r.ci_low) and np.isfinite(r.ci_high):
+            row[f"{name} 95% CI"] = f"[{r.ci_low:.4f}, {r.ci_high:.4f}]"
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "model"
+    order = [m for m in comparison.info["models"] if m in out.index]
+    return out.loc[order]
+
+
+def significance_view(comparison: Any, *, k: int = 10) -> pd.DataFrame:
+    """The paired tests of each model against the best baseline, for NDCG@``k`` and
+    precision@``k``: mean difference, Holm-corrected p-values of the paired t-test and of
+    the Wilcoxon signed-rank test, and whether both are below the level. Rounded to 4
+    decimals; models without a value for the metric are left out."""
+    sig = comparison.significance
+    sel = sig["metric"].isin(["ndcg", "precision"]) & (sig["k"] == k) & sig["n_users"].gt(0)
+    cols = ["model", "baseline", "metric", "k", "n_users", "mean_model", "mean_baseline", "diff",
+            "t_p_holm", "w_p_holm", "significant"]  # fmt: skip
+    out = sig.loc[sel.fillna(False), cols].dropna(subset=["diff"])
+    out = out.sort_values(["metric", "diff"], ascending=[True, False]).reset_index(drop=True)
+    return out.round(4)
+
+
+def examples_view(comparison: Any) -> pd.DataFrame:
+    """The comparison's example recommendations side by side: one row per user and rank,
+    one column per model (titles where known, a ``*`` marking an item the user rated highly
+    in test)."""
+    ex = comparison.examples
+    if ex.empty:
+        return ex
+    label = (
+        ex["title"].where(ex["title"] != "", ex["item"].astype(str))
+        if "title" in ex
+        else ex["item"].astype(str)
+    )
+    ex = ex.assign(shown=label.astype(str) + np.where(ex["relevant"], " *", ""))
+    wide = ex.pivot_table(
+        index=["user", "rank"], columns="model", values="shown", aggfunc="first", sort=False
+    )
+    return wide[[m for m in comparison.info["models"] if m in wide.columns]]
+
+
+def record_comparison(
+    run_dir: str | os.PathLike[str],
+    comparison: Any,
+    *,
+    dataset: str,
+    params: Mapping[str, Any],
+    k: int = 10,
+) -> list[str]:
+    """Record every compared model's metrics (``_ci`` intervals, ``fit_seconds``) into
+    ``<run_dir>/metrics.json``; returns the model names recorded."""
+    entries = comparison.to_metrics_dict(k=k)
+    for name, metrics in entries.items():
+        record_metrics(run_dir, dataset=dataset, params=params, model_name=name, metrics=metrics)
+    if not entries:
+        record_metrics(run_dir, dataset=dataset, params=params)
+    return list(entries)
 
 
 # ---------------------------------------------------------------------------------------- records
