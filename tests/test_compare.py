@@ -215,3 +215,34 @@ def test_missing_package_is_reported(monkeypatch):
     assert "no_such_package_xyz" in reason and "pip install" in reason
     with pytest.raises(ImportError, match="not installed"):
         ImplicitBPR(factors=4).fit(planted_frame())
+
+
+def test_plots_draw_what_the_table_says(result, split):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mfjax.plots.evaluation import (
+        metric_at_k_plot,
+        metric_bars_plot,
+        per_user_activity_plot,
+        time_quality_plot,
+    )
+
+    t = result.table
+    ax = metric_bars_plot(result, ("precision", "ndcg"), k=5)
+    heights = [p.get_height() for p in ax.patches][: len(result.info["models"])]
+    expect = t[(t.metric == "precision") & (t.k == 5)].set_index("model")["mean"]
+    np.testing.assert_allclose(heights, expect.loc[result.info["models"]].to_numpy())
+    ax = metric_at_k_plot(result, "recall")
+    assert len(ax.get_lines()) == len(result.info["models"])
+    ax = per_user_activity_plot(result, split, "ndcg", 5, bins=2)
+    assert ax.get_xlabel().startswith("training interactions")
+    ax = time_quality_plot(result, "ndcg@5")
+    assert {a.get_text() for a in ax.texts} == set(result.info["models"])
+    ev = result.evaluations[("oracle", 0)]
+    assert len(metric_at_k_plot(ev, "ndcg").get_lines()) == 1
+    with pytest.raises(ValueError, match="no ndcg_graded@K"):
+        metric_at_k_plot(ev, "ndcg_graded")
+    plt.close("all")

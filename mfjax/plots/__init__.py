@@ -1,3 +1,4 @@
 """Seaborn figures used by the notebooks."""
 
 from mfjax.plots.data import *  # noqa: F403
+from mfjax.plots.evaluation import *  # noqa: F403
