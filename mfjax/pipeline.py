@@ -112,6 +112,7 @@ KNOWN_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
 # parameters of the runner itself, never validated against the notebooks' cells
 _RUN_DIR = "run_dir"
 _PATH_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".data", ".dat", ".txt", ".json", ".zip")
+_KERNEL_ARGS = ("--IPKernelApp.log_level=ERROR",)
 _KERNEL_ENV = {
     # quiet kernels: no debugger file-validation warning, no jupyter path deprecation notice
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
@@ -695,6 +696,7 @@ def execute_notebook(
     kernel: str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
+    km: Any = None,
 ) -> Path:
     """Execute one notebook with papermill; raise :class:`NotebookExecutionError` on failure.
 
@@ -708,6 +710,8 @@ def execute_notebook(
         kernel: kernel name; None uses the notebook's kernelspec.
         cwd: the kernel's working directory.
         timeout: seconds per cell (None: no limit).
+        km: an already started ``jupyter_client`` kernel manager to run in (see
+            :class:`_WarmKernel`); it is shut down afterwards.
 
     Example:
         >>> execute_notebook("notebooks/02_train.ipynb", "/tmp/r/02_train.ipynb",  # doctest: +SKIP
@@ -734,7 +738,8 @@ def execute_notebook(
             log_output=False,
             execution_timeout=timeout,
             # the kernel's own start-up notices (e.g. ipykernel's local-TCP warning) are noise
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            extra_arguments=list(_KERNEL_ARGS),
+            **({"km": km} if km is not None else {}),
         )
     except PapermillExecutionError as exc:
         cell, first = _locate_cell(source, exc.source)
@@ -785,7 +790,129 @@ def execute_notebook(
         ) from None
     finally:
         log.setLevel(level)
+        if km is not None:
+            _shutdown(km)
     return output
+
+
+def _shutdown(km: Any) -> None:
+    try:
+        km.shutdown_kernel(now=True)
+    except Exception:  # already gone
+        pass
+
+
+def _import_modules(notebook: Path) -> list[str]:
+    """Modules the notebook's code cells import at top level (``import a.b``, ``from c import d``)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(notebook), as_version=4)
+    except Exception:
+        return []
+    names: list[str] = []
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        src = "\n".join(
+            ln
+            for ln in cell.get("source", "").splitlines()
+            if not ln.lstrip().startswith(("%", "!"))
+        )
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names.extend(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+                names.extend(f"{node.module}.{a.name}" for a in node.names if a.name != "*")
+    return list(dict.fromkeys(names))
+
+
+_WARM_CODE = """\
+def _mfjax_warm(modules):
+    import importlib
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+_mfjax_warm({modules!r})
+del _mfjax_warm
+"""
+
+
+class _WarmKernel:
+    """A kernel started in the background for the *next* notebook of a run.
+
+    While one notebook executes, the next one's kernel starts and imports, silently and in a
+    throwaway namespace, the modules that notebook imports (JAX, pandas, seaborn, mfjax...),
+    so that the kernel start-up and import time overlap with useful work. The notebook's own
+    namespace, outputs and execution counts are untouched; any failure here falls back to a
+    fresh kernel.
+    """
+
+    def __init__(
+        self, notebook: Path, kernel: str | None, cwd: Path, *, timeout: float = 120
+    ) -> None:
+        import threading
+
+        self.km: Any = None
+        self.error: BaseException | None = None
+        self._timeout = timeout
+        self._thread = threading.Thread(
+            target=self._start, args=(notebook, kernel, cwd), name="mfjax-warm-kernel", daemon=True
+        )
+        self._thread.start()
+
+    def _start(self, notebook: Path, kernel: str | None, cwd: Path) -> None:
+        km = None
+        try:
+            import nbformat
+            from jupyter_client.manager import KernelManager
+
+            name = (
+                kernel or nbformat.read(str(notebook), as_version=4).metadata["kernelspec"]["name"]
+            )
+            km = KernelManager(kernel_name=name)
+            km.start_kernel(cwd=str(cwd), extra_arguments=list(_KERNEL_ARGS))
+            modules = _import_modules(notebook)
+            if modules:
+                kc = km.client()
+                kc.start_channels()
+                try:
+                    kc.wait_for_ready(timeout=self._timeout)
+                    code = _WARM_CODE.format(modules=modules)
+                    msg_id = kc.execute(code, silent=True, store_history=False)
+                    deadline = time.monotonic() + self._timeout
+                    while time.monotonic() < deadline:
+                        reply = kc.get_shell_msg(timeout=self._timeout)
+                        if reply["parent_header"].get("msg_id") == msg_id:
+                            break
+                finally:
+                    kc.stop_channels()
+            self.km = km
+        except BaseException as exc:  # noqa: BLE001 - reported as "no warm kernel"
+            self.error = exc
+            if km is not None:
+                _shutdown(km)
+
+    def take(self) -> Any:
+        """The started kernel manager (None when the start failed or timed out)."""
+        self._thread.join(self._timeout)
+        if self._thread.is_alive():
+            return None
+        km, self.km = self.km, None
+        return km
+
+    def discard(self) -> None:
+        self._thread.join(self._timeout)
+        if self.km is not None:
+            _shutdown(self.km)
+            self.km = None
 
 
 def _locate_cell(source: Path, cell_source: str) -> tuple[int | None, str]:
@@ -874,6 +1001,7 @@ def run(
     timeout: float | None = None,
     extra_record: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    prewarm: bool = True,
 ) -> RunResult:
     """Execute the notebooks in order into a run folder; export HTML; rebuild the index.
 
@@ -894,6 +1022,8 @@ def run(
         progress: show a tqdm bar over the notebooks.
         timeout: seconds per cell.
         extra_record: more top-level entries for params.yaml (e.g. ``from_sweep``).
+        prewarm: start the next notebook's kernel (and its imports) while the current one
+            runs; see :class:`_WarmKernel`.
         overwrite: replace a previous run in ``run_dir`` (without it, a full run into a
             folder that holds one is an error: its split and models would be reused).
 
@@ -970,15 +1100,23 @@ def run(
     htmls: list[Path] = []
     seconds: dict[str, float] = {}
     error: NotebookExecutionError | None = None
-    bar = _progress(chosen.items(), total=len(chosen), desc="mfjax run", enabled=progress)
-    for nb_name, src in bar:
+    items = list(chosen.items())
+    bar = _progress(items, total=len(items), desc="mfjax run", enabled=progress)
+    warm: _WarmKernel | None = None
+    for position, (nb_name, src) in enumerate(bar):
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(nb_name)
         out = run_path / src.name
         injected = {_RUN_DIR: str(run_path), **_for_notebook(nb_name, specs, effective)}
         t0 = time.perf_counter()
+        km = warm.take() if warm is not None else None
+        warm = None
+        if prewarm and position + 1 < len(items):
+            warm = _WarmKernel(items[position + 1][1], kernel, run_path)
         try:
-            execute_notebook(src, out, injected, kernel=kernel, cwd=run_path, timeout=timeout)
+            execute_notebook(
+                src, out, injected, kernel=kernel, cwd=run_path, timeout=timeout, km=km
+            )
         except NotebookExecutionError as exc:
             error = exc
         seconds[nb_name] = round(time.perf_counter() - t0, 3)
@@ -1008,6 +1146,8 @@ def run(
                 error.html = htmls[-1]
                 error.args = (f"{error.args[0]} (HTML: {error.html})",)
             break
+    if warm is not None:
+        warm.discard()
     if hasattr(bar, "close"):
         bar.close()
     status["status"] = "failed" if error else "ok"
