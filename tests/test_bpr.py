@@ -24,7 +24,13 @@ class TestBPRContract(ModelContract):
     ]
 
     def _make_model(self, **overrides):
-        kw = {"factors": 8, "epochs": 30, "optimizer": "adam", "learning_rate": 0.01, "batch_size": 64}
+        kw = {
+            "factors": 8,
+            "epochs": 30,
+            "optimizer": "adam",
+            "learning_rate": 0.01,
+            "batch_size": 64,
+        }
         return BPR(**{**kw, **overrides})
 
 
@@ -39,13 +45,19 @@ def test_loss_gradient_matches_hand_derivation() -> None:
     bi, bj = np.asarray(rows["pos_bias"], np.float64), np.asarray(rows["neg_bias"], np.float64)
     x = (p * (qi - qj)).sum(1) + bi - bj
     s = -1.0 / (1.0 + np.exp(x))  # d/dx of -log σ(x) = -(1 - σ(x))
-    np.testing.assert_allclose(grads["user"], s[:, None] * (qi - qj) + 0.1 * p, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        grads["user"], s[:, None] * (qi - qj) + 0.1 * p, rtol=1e-4, atol=1e-6
+    )
     np.testing.assert_allclose(grads["pos"], s[:, None] * p + 0.1 * qi, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(grads["neg"], -s[:, None] * p + 0.1 * qj, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(grads["pos_bias"], s + 0.3 * bi, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(grads["neg_bias"], -s + 0.3 * bj, rtol=1e-4, atol=1e-6)
     # and the loss value itself against the formula
-    ref = np.log1p(np.exp(-x)) + 0.05 * ((p**2).sum(1) + (qi**2).sum(1) + (qj**2).sum(1)) + 0.15 * (bi**2 + bj**2)
+    ref = (
+        np.log1p(np.exp(-x))
+        + 0.05 * ((p**2).sum(1) + (qi**2).sum(1) + (qj**2).sum(1))
+        + 0.15 * (bi**2 + bj**2)
+    )
     np.testing.assert_allclose(bpr_loss(rows, {}, {}, hyper), ref, rtol=1e-5)
 
 
@@ -123,12 +135,14 @@ def test_ranks_planted_positives_above_negatives() -> None:
 
 def test_validation_metric_and_early_stopping_restore_best() -> None:
     rng = np.random.default_rng(4)
-    df = pd.DataFrame({"user": rng.integers(0, 50, 800), "item": rng.integers(0, 40, 800)}).drop_duplicates()
+    df = pd.DataFrame(
+        {"user": rng.integers(0, 50, 800), "item": rng.integers(0, 40, 800)}
+    ).drop_duplicates()
     valid = df.sample(100, random_state=0)
     train = df.drop(index=valid.index)
-    m = BPR(factors=8, epochs=12, learning_rate=0.05, batch_size=64, patience=2, valid_metric="recall").fit(
-        train, valid=valid
-    )
+    m = BPR(
+        factors=8, epochs=12, learning_rate=0.05, batch_size=64, patience=2, valid_metric="recall"
+    ).fit(train, valid=valid)
     col = "valid_recall@10"
     hist = m.history_
     assert col in hist
@@ -140,5 +154,9 @@ def test_validation_metric_and_early_stopping_restore_best() -> None:
     vi = m.item_map_.codes(valid["item"], missing="ignore")
     vu = m.user_map_.codes(valid["user"], missing="ignore")
     keep = (vi >= 0) & (vu >= 0)
-    fn = ranking_valid_fn(BPR._score_fn, {}, m.seen_, vu[keep], vi[keep], len(m.item_map_), metric="recall")
-    assert fn({k: jnp.asarray(v) for k, v in m.params_.items()}) == pytest.approx(best[col], abs=1e-6)
+    fn = ranking_valid_fn(
+        BPR._score_fn, {}, m.seen_, vu[keep], vi[keep], len(m.item_map_), metric="recall"
+    )
+    assert fn({k: jnp.asarray(v) for k, v in m.params_.items()}) == pytest.approx(
+        best[col], abs=1e-6
+    )

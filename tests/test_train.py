@@ -1,0 +1,223 @@
+"""The training engine: compilation, sparse updates, stopping rules, NaN, checkpoints."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+from jax import monitoring
+
+from mfjax.exceptions import ModelFitError
+from mfjax.models.base import load
+from mfjax.models.mf import MF
+from mfjax.optim import make_optimizer, make_schedule
+from mfjax.train import EngineSpec, _epoch_randomness, _sparse_apply, epoch_layout, init_state
+
+
+def _ratings(seed: int = 0, n_users: int = 80, n_items: int = 50, n: int = 1500) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(n_users, 3))
+    q = rng.normal(size=(n_items, 3))
+    u = rng.integers(0, n_users, n)
+    i = rng.integers(0, n_items, n)
+    r = np.clip(3.5 + (p[u] * q[i]).sum(1) + 0.3 * rng.normal(size=n), 1, 5)
+    return pd.DataFrame({"user": u, "item": i, "rating": r.astype(np.float32)})
+
+
+def _mf(**kw) -> MF:
+    base = {
+        "factors": 4,
+        "epochs": 6,
+        "optimizer": "adam",
+        "learning_rate": 0.02,
+        "batch_size": 128,
+    }
+    return MF(**{**base, **kw})
+
+
+# ---------------------------------------------------------------------------- compilation
+def test_no_recompilation_after_first_epoch() -> None:
+    events: list[str] = []
+    after_first = {"flag": False}
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration" and after_first["flag"]:
+            events.append(event)
+
+    def callback(epoch: int, row: dict) -> None:
+        after_first["flag"] = epoch >= 1
+
+    df = _ratings()
+    valid = df.sample(200, random_state=0)
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        m = _mf(epochs=5, factors=5).fit(df.drop(index=valid.index), valid=valid, callback=callback)
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+    assert len(m.history_) == 5
+    assert events == [], f"{len(events)} compilation(s) after epoch 1"
+
+
+def test_compile_counter_sees_compilations() -> None:
+    # the listener used above does observe compilations (so the test above can fail)
+    seen: list[str] = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            seen.append(event)
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        jax.jit(lambda x: x * 3.0 + 1.0)(jnp.ones(7)).block_until_ready()
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+    assert seen
+
+
+# ---------------------------------------------------------------------------- sparse updates
+def _dense_step(tx, table, idx, grads):
+    dense = jnp.zeros_like(table).at[idx].add(grads)
+    state = tx.init(table)
+    upd, _ = tx.update(dense, state, table)
+    return table + upd
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
+def test_sparse_update_equals_dense_update(optimizer: str) -> None:
+    # sgd and adagrad: the sparse per-row update equals the dense full-table update exactly
+    rng = np.random.default_rng(0)
+    table = jnp.asarray(rng.normal(size=(20, 3)), jnp.float32)
+    idx = jnp.asarray([3, 7, 3, 19, 0, 7, 7], jnp.int32)  # duplicates are summed
+    grads = jnp.asarray(rng.normal(size=(7, 3)), jnp.float32)
+    spec = EngineSpec(
+        loss_fn=None, gathers=(("t", "t", "x"),), optimizer=optimizer, learning_rate=0.1
+    )
+    state = init_state(spec, {"t": table})
+    new, _ = _sparse_apply(spec, table, state.opt_state["t"], idx, grads, jnp.int32(0))
+    ref = _dense_step(make_optimizer(optimizer, learning_rate=0.1), table, idx, grads)
+    np.testing.assert_allclose(new, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_lazy_adam_touches_only_batch_rows_and_matches_dense_on_them() -> None:
+    rng = np.random.default_rng(1)
+    table = jnp.asarray(rng.normal(size=(30, 4)), jnp.float32)
+    idx = jnp.asarray([1, 5, 5, 29, 30], jnp.int32)  # 30 == n_rows: a masked slot, ignored
+    grads = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
+    spec = EngineSpec(
+        loss_fn=None, gathers=(("t", "t", "x"),), optimizer="adam", learning_rate=0.01
+    )
+    state = init_state(spec, {"t": table})
+    new, opt = _sparse_apply(spec, table, state.opt_state["t"], idx, grads, jnp.int32(0))
+    touched = np.array([1, 5, 29])
+    untouched = np.setdiff1d(np.arange(30), touched)
+    np.testing.assert_array_equal(np.asarray(new)[untouched], np.asarray(table)[untouched])
+    ref = _dense_step(optax.adam(0.01), table, idx[:4], grads[:4])  # first step: dense == lazy
+    np.testing.assert_allclose(
+        np.asarray(new)[touched], np.asarray(ref)[touched], rtol=1e-5, atol=1e-6
+    )
+    mu = opt[0].mu
+    assert np.all(np.asarray(mu)[untouched] == 0) and np.any(np.asarray(mu)[touched] != 0)
+
+
+def test_epoch_layout_visits_every_example_once() -> None:
+    for n, b in [(1000, 128), (7, 3), (1, 10), (4096, 1024)]:
+        nb, width = epoch_layout(n, b)
+        assert width <= b and nb * width >= n and nb * width - n < nb
+        order, shift = _epoch_randomness(5, 2, nb, width)
+        pos = np.concatenate([((t + shift) % nb) * width + np.arange(width) for t in order])
+        np.testing.assert_array_equal(np.sort(pos), np.arange(nb * width))
+
+
+def test_schedules() -> None:
+    s = make_schedule(0.1, "cosine", total_steps=100)
+    assert float(s(0)) == pytest.approx(0.1) and float(s(100)) == pytest.approx(0.0, abs=1e-8)
+    assert float(make_schedule(0.1, "linear", total_steps=10)(5)) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="schedule"):
+        make_schedule(0.1, "stepwise", total_steps=10)
+
+
+# ---------------------------------------------------------------------------- stopping rules
+def test_early_stopping_restores_best_params() -> None:
+    df = _ratings(1)
+    valid = df.sample(300, random_state=1)
+    train = df.drop(index=valid.index)
+    # a high learning rate and no regularisation overfit quickly: validation RMSE rises
+    kw = {
+        "factors": 16,
+        "learning_rate": 0.05,
+        "reg": 0.0,
+        "reg_bias": 0.0,
+        "epochs": 40,
+        "schedule": "constant",
+    }
+    m = _mf(**kw, patience=3).fit(train, valid=valid)
+    hist = m.history_
+    assert m.stop_reason_ == "early_stopping" and len(hist) < 40
+    best_epoch = int(hist.loc[hist["valid_rmse"].idxmin(), "epoch"])
+    assert m.best_epoch_ == best_epoch and len(hist) == best_epoch + 3
+    # the restored parameters are the ones an uninterrupted run of best_epoch epochs ends with
+    ref = _mf(**{**kw, "epochs": best_epoch}).fit(train)
+    for key in ("user_factors", "item_factors", "user_bias", "item_bias"):
+        np.testing.assert_array_equal(m.params_[key], ref.params_[key])
+    rmse = float(np.sqrt(np.mean((m.predict(valid["user"], valid["item"]) - valid["rating"]) ** 2)))
+    assert rmse == pytest.approx(hist["valid_rmse"].min(), rel=1e-4)
+
+
+def test_loss_tolerance_stops() -> None:
+    m = _mf(epochs=200, loss_tol=1e-2).fit(_ratings(2))
+    assert m.stop_reason_ == "loss_tol" and len(m.history_) < 200
+    last, prev = m.history_["loss"].iloc[-1], m.history_["loss"].iloc[-2]
+    assert abs(prev - last) <= 1e-2 * prev
+
+
+def test_nan_raises_model_fit_error_naming_the_epoch(tmp_path) -> None:
+    m = _mf(optimizer="sgd", learning_rate=50.0, epochs=10)
+    with pytest.raises(ModelFitError, match=r"epoch \d+.*learning rate"):
+        m.fit(_ratings(3), checkpoint_dir=tmp_path)
+    assert m.params_ is None  # nothing half-trained left behind
+    # a checkpoint, if any was written, holds finite parameters only
+    for ckpt in tmp_path.glob("*.npz"):
+        with np.load(ckpt) as z:
+            assert all(np.isfinite(z[k]).all() for k in z.files if z[k].dtype.kind == "f")
+
+
+# ---------------------------------------------------------------------------- checkpoints
+class _Crash(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(tmp_path) -> None:
+    df = _ratings(4)
+    kw = {"epochs": 7, "schedule": "cosine"}
+    full = _mf(**kw).fit(df)
+
+    def crash(epoch: int, row: dict) -> None:
+        if epoch == 5:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        _mf(**kw).fit(df, checkpoint_dir=tmp_path, checkpoint_every=2, callback=crash)
+    assert (tmp_path / "checkpoint.npz").exists()
+    resumed = _mf(**kw).fit(df, checkpoint_dir=tmp_path, checkpoint_every=2, resume=True)
+    assert resumed.history_["epoch"].tolist() == list(range(1, 8))
+    for key in full.params_:
+        np.testing.assert_array_equal(full.params_[key], resumed.params_[key], err_msg=key)
+    np.testing.assert_allclose(full.history_["loss"], resumed.history_["loss"], rtol=1e-6)
+
+
+def test_resume_refuses_another_runs_checkpoint(tmp_path) -> None:
+    df = _ratings(5)
+    _mf(epochs=2).fit(df, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="another run"):
+        _mf(epochs=2, reg=0.5).fit(df, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_progress_bar_and_full_shuffle_and_saved_history(tmp_path) -> None:
+    df = _ratings(6)
+    m = _mf(epochs=3, shuffle="full").fit(df, progress=True)
+    assert m.history_["loss"].is_monotonic_decreasing
+    loaded = load(m.save(tmp_path / "m.npz"))
+    pd.testing.assert_frame_equal(loaded.history_, m.history_, check_dtype=False)
