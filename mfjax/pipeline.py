@@ -132,6 +132,7 @@ class NotebookExecutionError(MfjaxError, RuntimeError):
         cell: 1-based position of the failing cell in the source notebook (None if unknown).
         exec_count: the execution count shown as ``In [n]`` in the executed notebook.
         source_line: the first line of the failing cell.
+        line: the line of the cell that raised (from the traceback), and ``line_no`` its number.
         ename / evalue: the exception's type and message.
         output: the executed (partial) notebook; ``html`` its HTML export (or None).
     """
@@ -144,6 +145,8 @@ class NotebookExecutionError(MfjaxError, RuntimeError):
         cell: int | None = None,
         exec_count: int | None = None,
         source_line: str = "",
+        line: str = "",
+        line_no: int | None = None,
         ename: str = "",
         evalue: str = "",
         output: Path | None = None,
@@ -154,6 +157,8 @@ class NotebookExecutionError(MfjaxError, RuntimeError):
         self.cell = cell
         self.exec_count = exec_count
         self.source_line = source_line
+        self.line = line
+        self.line_no = line_no
         self.ename = ename
         self.evalue = evalue
         self.output = output
@@ -743,11 +748,13 @@ def execute_notebook(
         )
     except PapermillExecutionError as exc:
         cell, first = _locate_cell(source, exc.source)
+        line_no, line = _failing_line(exc.traceback)
         evalue = str(exc.evalue).strip()
         where = f"cell {cell}" if cell is not None else "a cell"
+        shown = f"line {line_no}: {line!r}" if line_no is not None else repr(first)
         message = (
-            f"notebook {source.name} failed at {where} (In [{exc.exec_count}]: "
-            f"{first!r}): {exc.ename}: {evalue}\n"
+            f"notebook {source.name} failed at {where} (In [{exc.exec_count}], {shown}): "
+            f"{exc.ename}: {evalue}\n"
             f"The partial notebook is kept for inspection: {output}"
         )
         raise NotebookExecutionError(
@@ -756,6 +763,8 @@ def execute_notebook(
             cell=cell,
             exec_count=exc.exec_count,
             source_line=first,
+            line=line,
+            line_no=line_no,
             ename=exc.ename,
             evalue=evalue,
             output=output,
@@ -913,6 +922,19 @@ class _WarmKernel:
         if self.km is not None:
             _shutdown(self.km)
             self.km = None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _failing_line(traceback: Sequence[str] | None) -> tuple[int | None, str]:
+    """The cell's line that raised (``Cell In[4], line 2`` / ``----> 2 raise ...``)."""
+    text = _ANSI.sub("", "\n".join(traceback or []))
+    header = re.search(r"^Cell In\s*\[\d*\],\s*line (\d+)", text, re.M)
+    arrow = re.search(r"^-*>\s*(\d+)\s?(.*)$", text, re.M)
+    if arrow is None:
+        return (int(header.group(1)) if header else None), ""
+    return int(arrow.group(1)), arrow.group(2).strip()
 
 
 def _locate_cell(source: Path, cell_source: str) -> tuple[int | None, str]:

@@ -251,8 +251,17 @@ def test_failing_cell_names_notebook_cell_and_exception_and_keeps_partial(tmp_pa
     exc = err.value
     msg = str(exc)
     assert msg.startswith("notebook 02_train.ipynb failed at cell 5 (In [")
-    assert "'if fail:'" in msg and "RuntimeError: planted failure in the fixture" in msg
-    assert (exc.notebook, exc.cell, exc.ename) == ("02_train.ipynb", 5, "RuntimeError")
+    assert (
+        """, line 2: 'raise RuntimeError("planted failure in the fixture (fail=True)")'): """ in msg
+    )
+    assert "RuntimeError: planted failure in the fixture" in msg
+    assert (exc.notebook, exc.cell, exc.ename, exc.line_no) == (
+        "02_train.ipynb",
+        5,
+        "RuntimeError",
+        2,
+    )
+    assert exc.source_line == "if fail:"
     assert exc.output == (tmp_path / "r" / "02_train.ipynb").resolve() and exc.output.is_file()
     assert exc.html is not None and exc.html.is_file() and "planted failure" in exc.html.read_text()
     nb = nbformat.read(str(exc.output), as_version=4)
@@ -298,3 +307,43 @@ def test_full_run_into_a_previous_run_needs_overwrite(tmp_path):
     with pytest.raises(ParameterError, match="already holds a run.*--overwrite"):
         pipeline.run({}, run_dir=run, notebooks_dir=FIX, kernel=KERNEL, reports_root=tmp_path)
     assert (run / "stale.txt").exists()
+
+
+@pytest.mark.slow
+def test_mfjax_run_end_to_end_on_the_real_notebooks(tmp_path):
+    """`mfjax run` over notebooks/ with small non-default parameters: metrics.json, params
+    that flowed into the trained model, and self-contained HTML with no error output."""
+    _real_notebooks()
+    from mfjax import cli, report
+    from mfjax.models.base import load
+
+    run = tmp_path / "run"
+    argv = ["run", "--run-dir", str(run), "--reports", str(tmp_path), "--kernel", KERNEL, "-q"]
+    small = {"factors": "4", "epochs": "2", "roster": "[mf, popularity, bias]", "seeds": "[0]"}
+    for name, value in small.items():
+        argv += ["-p", name, value]
+    assert cli.main(argv) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["dataset"] == "synthetic"
+    mf = metrics["models"]["mf"]
+    for key in ("rmse", "mae", "precision@10", "recall@10", "map@10", "fit_seconds"):
+        assert isinstance(mf[key], float) and np.isfinite(mf[key]), key
+    assert 0 < mf["rmse"] < 4 and 0 <= mf["precision@10"] <= 1
+    assert {"popularity", "bias"} <= set(metrics["models"])
+    assert None not in [
+        v for m in metrics["models"].values() for v in m.values()
+    ]  # absent, not null
+    assert load(run / "models" / "mf.npz").config.factors == 4  # the parameter reached the model
+    record = yaml.safe_load((run / "params.yaml").read_text())
+    assert record["params"]["factors"] == 4 and record["params"]["roster"] == [
+        "mf",
+        "popularity",
+        "bias",
+    ]
+    for nb in pipeline.DEFAULT_SEQUENCE:
+        page = (run / f"{nb}.html").read_text(encoding="utf-8")
+        assert report.external_references(page) == [] and 'id="mfjax-toc"' in page
+        cells = nbformat.read(str(run / f"{nb}.ipynb"), as_version=4).cells
+        assert not [
+            o for c in cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+        ]
