@@ -513,7 +513,7 @@ def _timestamps(col: pa.ChunkedArray, path: Path, name: str) -> np.ndarray:
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return col.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()
     s = col.to_pandas()
-    parsed = pd.to_datetime(s, errors="coerce", utc=True)
+    parsed = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")
     bad = parsed.isna().to_numpy()
     if bad.any():
         idx = np.flatnonzero(bad)
