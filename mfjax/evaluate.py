@@ -240,17 +240,19 @@ def bootstrap_ci(
         return np.full(m, np.nan), np.full(m, np.nan)
     w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=np.float64).reshape(n, m)
     w = np.where(np.isnan(v), 0.0, w)
-    num_v = np.nan_to_num(v) * w
+    # float32 products: counts are small integers, and the sums feed percentiles only
+    num_v = (np.nan_to_num(v) * w).astype(np.float32)
+    w32 = w.astype(np.float32)
     rng = np.random.default_rng(seed)
     stats = np.empty((n_boot, m))
-    chunk = max(1, min(n_boot, 4_000_000 // n))
+    chunk = max(1, min(n_boot, 1_200_000 // n))
     for start in range(0, n_boot, chunk):
         c = min(chunk, n_boot - start)
         idx = rng.integers(0, n, size=(c, n), dtype=np.int64 if n * c >= 2**31 else np.int32)
         idx += (np.arange(c, dtype=idx.dtype) * n)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n).astype(np.float64)
+        counts = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n).astype(np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
-            stats[start : start + c] = (counts @ num_v) / (counts @ w)
+            stats[start : start + c] = (counts @ num_v) / (counts @ w32)
     alpha = (1.0 - level) / 2.0
     lo = np.nanquantile(stats, alpha, axis=0)
     hi = np.nanquantile(stats, 1.0 - alpha, axis=0)
