@@ -52,7 +52,7 @@ _TEMPLATE = r"""{%- extends 'index.html.j2' -%}
   font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
 .mfjax-params th { background: #f3f3f3; }
 .mfjax-toc { border-left: 3px solid #4a90d9; padding: 0.2em 1em; margin: 0.5em 0; }
-.mfjax-toc ul { margin: 0.2em 0; padding-left: 1.2em; }
+.mfjax-toc ul { margin: 0.2em 0; padding-left: 0.4em; list-style: none; }
 .mfjax-toc .lvl3 { padding-left: 2.4em; }
 .mfjax-toc .lvl2 { padding-left: 1.2em; }
 </style>

@@ -168,3 +168,34 @@ def test_console_script_is_installed():
     assert proc.returncode == 0
     for option in ("--params", "--run-dir", "--only", "--kernel", "--no-input", "--from-sweep"):
         assert option in proc.stdout
+
+
+def test_dataset_path_relative_to_the_shell_reaches_the_kernel(tmp_path, monkeypatch):
+    data = tmp_path / "mine" / "ratings.data"
+    data.parent.mkdir()
+    rows = [(u, i, 1 + (u * i) % 5) for u in range(1, 9) for i in range(1, 6)]
+    data.write_text("".join(f"{u}\t{i}\t{r}\t88{u}{i}\n" for u, i, r in rows))
+    monkeypatch.chdir(tmp_path)  # the path is relative to the shell, the kernel runs elsewhere
+    run = tmp_path / "r"
+    rc = cli.main(
+        [
+            "run",
+            "-p",
+            "dataset",
+            "mine/ratings.data",
+            "--only",
+            "01_prepare",
+            "--run-dir",
+            str(run),
+            *_common(tmp_path),
+        ]
+    )
+    assert rc == 0
+    import numpy as np
+    import yaml
+
+    split = np.load(run / "split" / "split.npz")
+    assert len(split["r"]) == len(rows) and sorted(split["r"].tolist()) == sorted(
+        float(r) for _, _, r in rows
+    )
+    assert yaml.safe_load((run / "params.yaml").read_text())["params"]["dataset"] == str(data)
