@@ -65,6 +65,7 @@ __all__ = [
     "flat_metrics",
     "get_model",
     "get_split",
+    "headline_metrics",
     "item_titles",
     "load_sweep",
     "make_model",
@@ -591,6 +592,26 @@ def record_metrics(
     return path
 
 
+def headline_metrics(run_dir: str | os.PathLike[str], model: str, *, k: int = 10) -> pd.DataFrame:
+    """The recorded headline metrics of ``model`` (test and ``valid_``), each with its 95%
+    interval, rounded to 4 decimals for display (``metrics.json`` keeps the raw values)."""
+    entry = read_metrics(run_dir).get("models", {}).get(model, {})
+    names = ["rmse", "mae", f"precision@{k}", f"recall@{k}", f"map@{k}", f"ndcg@{k}"]
+    rows = []
+    for prefix, part in (("", "test"), ("valid_", "valid")):
+        for name in names:
+            value = entry.get(f"{prefix}{name}")
+            if value is None:
+                continue
+            ci = entry.get(f"{prefix}{name}_ci") or [np.nan, np.nan]
+            rows.append(
+                {"part": part, "metric": name, "value": value, "ci_low": ci[0], "ci_high": ci[1]}
+            )
+    if not rows:
+        return pd.DataFrame(columns=["part", "metric", "value", "ci_low", "ci_high"])
+    return pd.DataFrame(rows).set_index(["part", "metric"]).astype(float).round(4)
+
+
 # ---------------------------------------------------------------------------------------- sweeps
 def load_sweep(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The sweep table ``<sweep_dir>/sweep.csv`` (or ``sweep.parquet``) as a DataFrame.
@@ -891,9 +912,13 @@ def summary_record(summary: Any, split: Split) -> dict:
         summary = summary.to_dict()
     elif dataclasses.is_dataclass(summary):
         summary = dataclasses.asdict(summary)
-    record = {}
+    record: dict[str, Any] = {}
     for key, value in dict(summary).items():
-        clean = _clean_value(value)
+        if isinstance(value, Mapping):
+            clean: Any = {str(k): _clean_value(v) for k, v in value.items()}
+            clean = {k: v for k, v in clean.items() if v is not None}
+        else:
+            clean = _clean_value(value)
         if clean is not None:
             record[str(key)] = clean
     record["split"] = {

@@ -35,9 +35,9 @@ pd.set_option("display.width", 120)"""
 PREP_PARAMS = """\
 dataset = "synthetic"  # "synthetic", a dataset name (ml-100k, ml-latest-small, ...) or a file path
 seed = 0  # seeds the synthetic data, the split and the models
-min_user_ratings = 5  # k-core: users with fewer ratings are removed (repeated until stable), >= 1
-min_item_ratings = 5  # k-core: items with fewer ratings are removed, >= 1
-duplicates = "last"  # policy for repeated user-item pairs, one of: last, first, mean, raise
+min_user_ratings = 5  # users with fewer ratings are removed (iterative k-core), in [1, inf)
+min_item_ratings = 5  # items with fewer ratings are removed (iterative k-core), in [1, inf)
+duplicates = "last"  # policy for repeated user-item pairs, one of: last, first, mean, sum, raise
 split_method = "random"  # one of: random, per_user, temporal, leave_last_n
 test_size = 0.2  # fraction held out for the final test, in (0, 1)
 valid_size = 0.1  # fraction of training carved out for validation and tuning, in [0, 1)"""
@@ -56,13 +56,13 @@ prep_options = dict(
 
 MODEL_PARAMS = """\
 model = "mf"  # registry name of the model trained here
-factors = 32  # latent dimensions, >= 1
-epochs = 30  # maximum number of epochs, >= 1
+factors = 32  # latent dimensions, in [1, inf)
+epochs = 30  # maximum number of epochs, in [1, inf)
 learning_rate = 0.01  # peak learning rate (cosine schedule), > 0
-reg = 0.05  # L2 regularisation of the factors, >= 0
+reg = 0.05  # L2 regularisation of the factors, in [0, inf)
 optimizer = "adam"  # any optax optimizer by name: "sgd", "adagrad", "adam", ...
-batch_size = 1024  # ratings per minibatch, >= 1
-k = 10  # list length of the headline ranking metrics, >= 1
+batch_size = 1024  # ratings per minibatch, in [1, inf)
+k = 10  # list length of the headline ranking metrics, in [1, inf)
 threshold = 4.0  # a test rating at or above it counts as relevant"""
 
 HYPER_KWARGS = """\
@@ -142,21 +142,21 @@ How often each rating value occurs. A skew towards high ratings is usual (people
 they chose to watch); it is why RMSE alone says little about ranking quality, and why the
 ranking metrics count a test rating ≥ `threshold` as relevant.
 """),
-        code("data_plots.rating_distribution(prep.clean)\nplt.show()"),
+        code("data_plots.rating_distribution_plot(prep.clean)\nplt.show()"),
         md("""
 ## 4. Item popularity: the long tail
 
 Items sorted by their number of ratings. A few items collect most ratings and most items
 have few: a popularity ranking is a strong baseline, and rare items are hard to learn.
 """),
-        code("data_plots.popularity_long_tail(prep.clean)\nplt.show()"),
+        code("data_plots.item_popularity_plot(prep.clean)\nplt.show()"),
         md("""
 ## 5. User activity
 
 Ratings per user. Skewed activity means the per-user metrics average over many light users
 with little training data; `03_evaluate` breaks the metrics down by this activity.
 """),
-        code("data_plots.user_activity(prep.clean)\nplt.show()"),
+        code("data_plots.user_activity_plot(prep.clean)\nplt.show()"),
         md("""
 ## 6. What cleaning removed
 
@@ -165,7 +165,7 @@ the `duplicates` policy), missing or non-finite ratings, and the iterative k-cor
 (`min_user_ratings`, `min_item_ratings`), which repeats until every remaining user and
 item has enough ratings.
 """),
-        code("prep.report"),
+        code("prep.report.to_frame()"),
         md("""
 ## 7. The split
 
@@ -346,7 +346,14 @@ relevant test item.
 Each ranking metric against K, with its confidence band. Precision falls and recall rises
 with K; the curves show how much of the quality sits at the top of the list.
 """),
-        code("evaluation_plots.metric_at_k(test_result.summary)\nplt.show()"),
+        code(
+            "fig, axes = plt.subplots(1, 3, figsize=(16, 4))\n"
+            "evaluation_plots.metric_at_k_plot(test_result, \"precision\", ax=axes[0], model=model)\n"
+            "evaluation_plots.metric_at_k_plot(test_result, \"recall\", ax=axes[1], model=model)\n"
+            "evaluation_plots.metric_at_k_plot(test_result, \"ndcg\", ax=axes[2], model=model)\n"
+            "plt.tight_layout()\n"
+            "plt.show()"
+        ),
         md("""
 ## 4. Who is served well: metrics by user activity
 
@@ -355,7 +362,7 @@ ratings) get noisier, usually weaker recommendations; a model that only serves h
 well shows it here.
 """),
         code(
-            "evaluation_plots.per_user_by_activity(test_result.per_user, split, metric=\"ndcg\", k=k)\n"
+            "evaluation_plots.per_user_activity_plot(test_result, split, \"ndcg\", k, model=model)\n"
             "plt.show()"
         ),
         md("""
@@ -387,7 +394,7 @@ Test metrics (with `_ci` intervals) and validation metrics (prefixed `valid_`) g
             "        **steps.training_record(mf),\n"
             "    },\n"
             ")\n"
-            "sorted(steps.read_metrics(run_dir)[\"models\"][model])"
+            "steps.headline_metrics(run_dir, model, k=k)"
         ),
     ]
 )
@@ -417,7 +424,7 @@ differences are significant, what they cost in time, and what they recommend.
             'roster = ["mf", "mf_sgd", "bpr", "ials", "random", "popularity", "bias", "itemknn", "ease",\n'
             '          "implicit_als", "implicit_bpr", "surprise_svd"]  # models compared; external ones are skipped when absent\n'
             "seeds = [0, 1]  # each model is trained once per seed: mean and spread across seeds\n"
-            'baseline = ""  # models that count as baselines ("" = random, popularity, bias, itemknn, ease); the best one is the reference'
+            'baseline = ""  # the reference of the paired tests; empty: the best of random, popularity, bias, itemknn, ease'
         ),
         md("""
 ## 1. Split and roster
@@ -460,7 +467,17 @@ models only) and the ranking metrics at K.
 NDCG@K and precision@K per model with their confidence intervals; external peers are
 labelled.
 """),
-        code("evaluation_plots.comparison_bars(comparison.summary, k=k)\nplt.show()"),
+        code("evaluation_plots.metric_bars_plot(comparison, k=k)\nplt.show()"),
+        md("""
+NDCG@K as the list grows, for every model (bands: 95% intervals), and the per-user NDCG@K by
+user activity: where in the activity range each model wins or loses.
+"""),
+        code(
+            "evaluation_plots.metric_at_k_plot(comparison, \"ndcg\")\n"
+            "plt.show()\n"
+            "evaluation_plots.per_user_activity_plot(comparison, split, \"ndcg\", k)\n"
+            "plt.show()"
+        ),
         md("""
 ## 5. Are the differences real?
 
@@ -477,13 +494,14 @@ times vary from machine to machine.
 """),
         code(
             "# NBVAL_IGNORE_OUTPUT\n"
-            "evaluation_plots.time_vs_quality(comparison.summary, k=k)\nplt.show()"
+            "evaluation_plots.time_quality_plot(comparison, f\"ndcg@{k}\")\nplt.show()"
         ),
         md("""
 ## 7. What they recommend
 
-Top recommendations of a few models for one user, next to what that user rated highly in
-training (with titles where the dataset has them).
+The top-5 lists of every model for a few test users, side by side (with titles where the
+dataset has them); a `*` marks an item the user rated highly in the test part. Below: the
+test items those users rated highly, the ones a good list would contain.
 """),
         code("display(steps.examples_view(comparison))\ncomparison.liked.round(4)"),
         md("""
