@@ -254,8 +254,11 @@ def bootstrap_ci(
         with np.errstate(invalid="ignore", divide="ignore"):
             stats[start : start + c] = (counts @ num_v) / (counts @ w32)
     alpha = (1.0 - level) / 2.0
-    lo = np.nanquantile(stats, alpha, axis=0)
-    hi = np.nanquantile(stats, 1.0 - alpha, axis=0)
+    lo, hi = np.full(m, np.nan), np.full(m, np.nan)
+    some = ~np.all(np.isnan(stats), axis=0)  # an all-NaN column (no values) has no interval
+    if some.any():
+        lo[some] = np.nanquantile(stats[:, some], alpha, axis=0)
+        hi[some] = np.nanquantile(stats[:, some], 1.0 - alpha, axis=0)
     return lo, hi
 
 

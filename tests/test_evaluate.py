@@ -201,3 +201,13 @@ def test_errors_name_what_to_fix(fitted):
     with pytest.raises(TypeError, match="recommend"):
         evaluate(object(), split)
     assert isinstance(split, Split)
+
+
+def test_bootstrap_of_a_column_without_values_is_nan_without_warnings():
+    import warnings
+
+    v = np.column_stack([np.arange(10.0), np.full(10, np.nan)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lo, hi = bootstrap_ci(v, n_boot=50)
+    assert np.isfinite(lo[0]) and np.isnan(lo[1]) and np.isnan(hi[1])
