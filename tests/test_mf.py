@@ -50,9 +50,8 @@ def test_loss_gradient_matches_hand_derivation(loss: str) -> None:
     rng = np.random.default_rng(0)
     rows = _rows(rng)
     batch = {"values": jnp.asarray(rng.uniform(1, 5, 5), jnp.float32)}
-    aux = {"mu": jnp.float32(3.0)}
-    hyper = {"reg": 0.1, "reg_bias": 0.05, "loss": loss, "huber_delta": 0.7}
-    grads = jax.grad(lambda r: jnp.sum(mf_loss(r, batch, aux, hyper)))(rows)
+    aux = {"mu": jnp.float32(3.0), "reg": 0.1, "reg_bias": 0.05, "huber_delta": 0.7}
+    grads = jax.grad(lambda r: jnp.sum(mf_loss(r, batch, aux, {"loss": loss})))(rows)
     p, q = np.asarray(rows["user_factors"]), np.asarray(rows["item_factors"])
     bu, bi = np.asarray(rows["user_bias"]), np.asarray(rows["item_bias"])
     err = 3.0 + bu + bi + (p * q).sum(1) - np.asarray(batch["values"])
@@ -78,8 +77,8 @@ def test_loss_value_matches_formula() -> None:
     out = mf_loss(
         rows,
         {"values": jnp.array([2.0])},
-        {"mu": 3.0},
-        {"reg": 0.1, "reg_bias": 0.2, "loss": "mse"},
+        {"mu": 3.0, "reg": 0.1, "reg_bias": 0.2},
+        {"loss": "mse"},
     )
     expected = 0.5 * 0.75**2 + 0.05 * (5.0 + 1.25) + 0.1 * (0.0625 + 0.25)
     np.testing.assert_allclose(out, [expected], rtol=1e-6)

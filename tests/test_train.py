@@ -54,7 +54,7 @@ def test_no_recompilation_after_first_epoch() -> None:
     valid = df.sample(200, random_state=0)
     monitoring.register_event_duration_secs_listener(listener)
     try:
-        m = _mf(epochs=5, factors=5).fit(df.drop(index=valid.index), valid=valid, callback=callback)
+        m = _mf(epochs=5, factors=3).fit(df.drop(index=valid.index), valid=valid, callback=callback)
     finally:
         monitoring.unregister_event_duration_listener(listener)
     assert len(m.history_) == 5

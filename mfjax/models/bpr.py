@@ -117,8 +117,9 @@ def bpr_loss(rows: dict, batch: dict, aux: dict, hyper: dict) -> jax.Array:
 
     Args:
         rows: ``user[b, k]``, ``pos[b, k]``, ``neg[b, k]``, ``pos_bias[b]``, ``neg_bias[b]``.
-        batch, aux: unused beyond the rows.
-        hyper: ``reg``, ``reg_bias``.
+        batch: unused beyond the rows.
+        aux: ``reg``, ``reg_bias`` (traced scalars: a sweep over them compiles once).
+        hyper: unused (static options of the sampler).
 
     Returns:
         ``loss[b]``.
@@ -126,8 +127,8 @@ def bpr_loss(rows: dict, batch: dict, aux: dict, hyper: dict) -> jax.Array:
     p, qi, qj = rows["user"], rows["pos"], rows["neg"]
     bi, bj = rows["pos_bias"], rows["neg_bias"]
     x = jnp.sum(p * (qi - qj), axis=-1) + bi - bj
-    reg = 0.5 * hyper["reg"] * (jnp.sum(p * p, -1) + jnp.sum(qi * qi, -1) + jnp.sum(qj * qj, -1))
-    return -jax.nn.log_sigmoid(x) + reg + 0.5 * hyper["reg_bias"] * (bi * bi + bj * bj)
+    reg = 0.5 * aux["reg"] * (jnp.sum(p * p, -1) + jnp.sum(qi * qi, -1) + jnp.sum(qj * qj, -1))
+    return -jax.nn.log_sigmoid(x) + reg + 0.5 * aux["reg_bias"] * (bi * bi + bj * bj)
 
 
 def _is_positive(users: jax.Array, items: jax.Array, aux: dict, steps: int) -> jax.Array:
@@ -220,6 +221,8 @@ class BPR(Recommender):
             "indices": seen.indices.astype(np.int32) if seen.nnz else np.zeros(1, np.int32),
             "n_items": np.int32(train.n_items),
             "cdf": np.cumsum(pop).astype(np.float32),
+            "reg": np.float32(c.reg),
+            "reg_bias": np.float32(c.reg_bias),
         }
         n_batches = -(-len(train) // c.batch_size)
         spec = EngineSpec(
@@ -228,11 +231,9 @@ class BPR(Recommender):
             optimizer=c.optimizer,
             learning_rate=float(c.learning_rate),
             schedule=c.schedule,
-            total_steps=int(c.epochs * n_batches),
+            total_steps=1 if c.schedule == "constant" else int(c.epochs * n_batches),
             hyper=(
                 ("negatives", c.negatives),
-                ("reg", float(c.reg)),
-                ("reg_bias", float(c.reg_bias)),
                 ("search_steps", int(counts.max(initial=1)).bit_length() + 1),
                 ("verify", bool(c.verify_negatives)),
             ),

@@ -108,8 +108,9 @@ def mf_loss(rows: dict, batch: dict, aux: dict, hyper: dict) -> jax.Array:
     Args:
         rows: ``user_factors[b, k]``, ``item_factors[b, k]``, ``user_bias[b]``, ``item_bias[b]``.
         batch: ``values[b]`` (ratings).
-        aux: ``mu`` (global mean).
-        hyper: ``reg``, ``reg_bias``, ``loss``, ``huber_delta``.
+        aux: ``mu`` (global mean), ``reg``, ``reg_bias``, ``huber_delta`` (traced scalars, so
+            that a sweep over them compiles once).
+        hyper: ``loss`` (static).
 
     Returns:
         ``loss[b]``.
@@ -118,11 +119,11 @@ def mf_loss(rows: dict, batch: dict, aux: dict, hyper: dict) -> jax.Array:
     bu, bi = rows["user_bias"], rows["item_bias"]
     err = aux["mu"] + bu + bi + jnp.sum(p * q, axis=-1) - batch["values"]
     if hyper["loss"] == "huber":
-        data = optax.huber_loss(err, delta=hyper["huber_delta"])
+        data = optax.huber_loss(err, delta=aux["huber_delta"])
     else:
         data = 0.5 * err**2
-    reg = 0.5 * hyper["reg"] * (jnp.sum(p * p, -1) + jnp.sum(q * q, -1))
-    return data + reg + 0.5 * hyper["reg_bias"] * (bu * bu + bi * bi)
+    reg = 0.5 * aux["reg"] * (jnp.sum(p * p, -1) + jnp.sum(q * q, -1))
+    return data + reg + 0.5 * aux["reg_bias"] * (bu * bu + bi * bi)
 
 
 _GATHERS = (
@@ -185,13 +186,8 @@ class MF(RatingRecommender):
             optimizer=c.optimizer,
             learning_rate=float(c.learning_rate),
             schedule=c.schedule,
-            total_steps=int(c.epochs * n_batches),
-            hyper=(
-                ("huber_delta", float(c.huber_delta)),
-                ("loss", c.loss),
-                ("reg", float(c.reg)),
-                ("reg_bias", float(c.reg_bias)),
-            ),
+            total_steps=1 if c.schedule == "constant" else int(c.epochs * n_batches),
+            hyper=(("loss", c.loss),),
         )
 
     def _fit(self, train: Interactions, valid: Interactions | None, **options: Any) -> None:
@@ -211,7 +207,12 @@ class MF(RatingRecommender):
             self._spec(len(train)),
             params,
             {"users": train.users, "items": train.items, "values": train.values},
-            {"mu": jnp.asarray(mu)},
+            {
+                "mu": jnp.asarray(mu),
+                "reg": jnp.float32(c.reg),
+                "reg_bias": jnp.float32(c.reg_bias),
+                "huber_delta": jnp.float32(c.huber_delta),
+            },
             epochs=c.epochs,
             batch_size=c.batch_size,
             seed=c.seed,
