@@ -17,9 +17,11 @@ Models are reached through the model contract: ``score_function()`` (jitted full
 with :mod:`mfjax.topk`, AUC included) and ``predict_codes`` for rating models. The items
 excluded are the split's training items of each user (the model's ``seen_`` when it was
 fitted on the whole training part; also right for a model fitted on a subset of it, such
-as the positive interactions only). Any other object with ``recommend(users, k, exclude_seen=True)`` in raw ids
-(a peer library behind :mod:`mfjax.external`) takes a generic path with the same protocol;
-AUC needs every item's score, so it is NaN there unless the object has ``score_function``.
+as the positive interactions only). Any other object with ``recommend(users, k,
+exclude_seen=True)`` in raw ids takes a generic path with the same protocol, and so do
+the peers of :mod:`mfjax.external` (``prefer_own_recommend``: their lists come from their
+own code; their ``score_function`` serves the AUC only). AUC needs every item's score: it
+is NaN on the generic path for objects without ``score_function``.
 """
 
 from __future__ import annotations
@@ -475,7 +477,8 @@ def evaluate(
     n_excluded = int(len(test_users) - len(users))
     n_items = split.n_items
 
-    fast = _has_fast_path(model, split)
+    own = bool(getattr(model, "prefer_own_recommend", False))
+    fast = not own and _has_fast_path(model, split)
     want_auc = "auc" in mets
     leaked = 0
     if fast and mesh is not None:
@@ -515,7 +518,19 @@ def evaluate(
             )
         rec, leaked = _generic_rank(model, split, users, kmax)
         auc = np.full(len(users), np.nan)
-        if want_auc:
+        if want_auc and own and _has_fast_path(model, split):
+            # the peer ranks with its own code; its scores give the full-catalogue AUC
+            _, auc = _fast_rank(
+                model,
+                users,
+                n_items,
+                1,
+                binary,
+                split.train.csr(binary=True),
+                with_auc=True,
+                memory_budget_bytes=memory_budget_bytes,
+            )
+        elif want_auc:
             log.info("AUC needs every item's score; %s has no score_function", type(model).__name__)
 
     rel_u = binary[users]

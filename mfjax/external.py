@@ -45,6 +45,8 @@ class ExternalModel:
     name: ClassVar[str] = "external"
     kind: ClassVar[str] = "ranking"
     external: ClassVar[bool] = True
+    #: the evaluator ranks with the peer's own ``recommend``, not with ``score_function``
+    prefer_own_recommend: ClassVar[bool] = True
     #: the importable module this adapter needs
     package: ClassVar[str] = ""
     Config: ClassVar[type] = None
@@ -102,6 +104,19 @@ class ExternalModel:
     def _top(self, codes: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def _score_params(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def score_function(self) -> tuple[Any, dict]:
+        """``(score_fn, params)`` of the fitted peer, as mfjax models give: used only for
+        the full-catalogue AUC. Rankings still come from the peer's own ``recommend``
+        (``prefer_own_recommend``)."""
+        import jax.numpy as jnp
+
+        self._check_fitted()
+        fn = biased_dot_scores if self.kind == "rating" else dot_scores
+        return fn, {k: jnp.asarray(v) for k, v in self._score_params().items()}
+
     def recommend(
         self, users: Any, k: int = 10, *, exclude_seen: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +147,21 @@ def _numpy_top(
     top = np.take_along_axis(scores, order, axis=1)
     order = np.where(np.isfinite(top), order, -1)
     return order.astype(np.int64), top.astype(np.float32)
+
+
+def dot_scores(params: dict, users: Any) -> Any:
+    """``U[users] @ V.T`` (implicit's ALS and BPR score this way)."""
+    return params["user_factors"][users] @ params["item_factors"].T
+
+
+def biased_dot_scores(params: dict, users: Any) -> Any:
+    """Surprise SVD's estimate ``mu + b_u + b_i + p_u . q_i`` for every item."""
+    return (
+        params["mu"]
+        + params["user_bias"][users][:, None]
+        + params["item_bias"][None, :]
+        + params["user_factors"][users] @ params["item_factors"].T
+    )
 
 
 # ----------------------------------------------------------------------------- implicit
@@ -166,6 +196,12 @@ class _ImplicitBase(ExternalModel):
         with _single_thread_blas():  # implicit checks the BLAS threads when constructed
             self.model_ = self._build()
             self.model_.fit(user_items, show_progress=False)
+
+    def _score_params(self) -> dict[str, np.ndarray]:
+        return {
+            "user_factors": np.asarray(self.model_.user_factors, dtype=np.float32),
+            "item_factors": np.asarray(self.model_.item_factors, dtype=np.float32),
+        }
 
     def _top(self, codes: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         items = np.full((len(codes), k), -1, dtype=np.int64)
@@ -297,6 +333,15 @@ class SurpriseSVD(ExternalModel):
         self.qi_[inner_i], self.bi_[inner_i] = algo.qi, algo.bi
         self.mu_ = float(trainset.global_mean)
         self.scale_ = (lo, hi)
+
+    def _score_params(self) -> dict[str, np.ndarray]:
+        return {
+            "mu": np.float32(self.mu_),
+            "user_bias": self.bu_.astype(np.float32),
+            "item_bias": self.bi_.astype(np.float32),
+            "user_factors": self.pu_.astype(np.float32),
+            "item_factors": self.qi_.astype(np.float32),
+        }
 
     def _scores(self, codes: np.ndarray) -> np.ndarray:
         return self.mu_ + self.bu_[codes, None] + self.bi_[None, :] + self.pu_[codes] @ self.qi_.T

@@ -17,6 +17,7 @@ from mfjax.compare import compare, default_roster, holm, paired_tests
 from mfjax.evaluate import evaluate
 from mfjax.models.base import Recommender
 from mfjax.splits import random_split
+from mfjax.topk import top_k_blocked
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,13 @@ def test_implicit_als_adapter_matches_implicit_and_evaluates(split):
     ids, scores = model.recommend(users, k=4)
     raw, _ = model.model_.recommend(np.arange(5), split.train.csr()[:5], N=4)
     np.testing.assert_array_equal(ids, split.item_map.values[raw])
-    ev = evaluate(model, split, k=5, metrics=["precision", "ndcg"], n_boot=20)
+    # its scores (used for AUC) rank exactly as its own recommend()
+    fn, params = model.score_function()
+    codes, _ = top_k_blocked(fn, params, np.arange(5), split.n_items, 4, exclude=model.seen_)
+    np.testing.assert_array_equal(split.item_map.values[codes], ids)
+    ev = evaluate(model, split, k=5, metrics=["precision", "ndcg", "auc"], n_boot=20)
     assert ev.info["path"] == "generic" and ev.info["leaked_training_items"] == 0
+    assert 0.0 < ev.value("auc") < 1.0
     assert 0.0 <= ev.value("precision", 5) <= 1.0
     assert ImplicitALS.unavailable_reason() is None
 
@@ -201,6 +207,11 @@ def test_surprise_svd_adapter_predicts_like_surprise(split):
         for u, i in zip(test.users[:20], test.items[:20], strict=True)
     ]
     np.testing.assert_allclose(ours, ref, rtol=1e-9)
+    fn, params = model.score_function()
+    codes, _ = top_k_blocked(fn, params, np.arange(6), split.n_items, 5, exclude=model.seen_)
+    np.testing.assert_array_equal(
+        split.item_map.values[codes], model.recommend(split.user_map.values[:6], k=5)[0]
+    )
     ev = evaluate(model, split, k=5, metrics=["precision", "rmse"], n_boot=20)
     assert ev.info["leaked_training_items"] == 0
     full = model.predict(split.user_map.ids(test.users), split.item_map.ids(test.items))
