@@ -811,6 +811,27 @@ def _shutdown(km: Any) -> None:
         pass
 
 
+def _kernel_log(run_dir: Path, nb_name: str) -> Path:
+    return run_dir / "logs" / f"{nb_name}.kernel.log"
+
+
+def _tidy_logs(run_dir: Path) -> None:
+    """Remove empty kernel logs (and the folder when nothing is left)."""
+    folder = run_dir / "logs"
+    if not folder.is_dir():
+        return
+    for log in folder.glob("*.kernel.log"):
+        try:
+            if log.stat().st_size == 0:
+                log.unlink()
+        except OSError:
+            pass
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty: a kernel had something to say; keep it
+
+
 def _import_modules(notebook: Path) -> list[str]:
     """Modules the notebook's code cells import at top level (``import a.b``, ``from c import d``)."""
     import nbformat
@@ -861,16 +882,24 @@ class _WarmKernel:
     throwaway namespace, the modules that notebook imports (JAX, pandas, seaborn, mfjax...),
     so that the kernel start-up and import time overlap with useful work. The notebook's own
     namespace, outputs and execution counts are untouched; any failure here falls back to a
-    fresh kernel.
+    fresh kernel. With ``log``, the kernel process's own stdout/stderr (start-up notices, C
+    library chatter, a crash report) go to that file instead of the console.
     """
 
     def __init__(
-        self, notebook: Path, kernel: str | None, cwd: Path, *, timeout: float = 120
+        self,
+        notebook: Path,
+        kernel: str | None,
+        cwd: Path,
+        *,
+        log: Path | None = None,
+        timeout: float = 120,
     ) -> None:
         import threading
 
         self.km: Any = None
         self.error: BaseException | None = None
+        self.log = log
         self._timeout = timeout
         self._thread = threading.Thread(
             target=self._start, args=(notebook, kernel, cwd), name="mfjax-warm-kernel", daemon=True
@@ -887,7 +916,14 @@ class _WarmKernel:
                 kernel or nbformat.read(str(notebook), as_version=4).metadata["kernelspec"]["name"]
             )
             km = KernelManager(kernel_name=name)
-            km.start_kernel(cwd=str(cwd), extra_arguments=list(_KERNEL_ARGS))
+            if self.log is not None:
+                self.log.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.log, "ab") as fh:  # the child keeps its own copy of the handle
+                    km.start_kernel(
+                        cwd=str(cwd), extra_arguments=list(_KERNEL_ARGS), stdout=fh, stderr=fh
+                    )
+            else:
+                km.start_kernel(cwd=str(cwd), extra_arguments=list(_KERNEL_ARGS))
             modules = _import_modules(notebook)
             if modules:
                 kc = km.client()
@@ -1131,10 +1167,15 @@ def run(
         out = run_path / src.name
         injected = {_RUN_DIR: str(run_path), **_for_notebook(nb_name, specs, effective)}
         t0 = time.perf_counter()
+        if prewarm and warm is None:
+            warm = _WarmKernel(src, kernel, run_path, log=_kernel_log(run_path, nb_name))
         km = warm.take() if warm is not None else None
         warm = None
         if prewarm and position + 1 < len(items):
-            warm = _WarmKernel(items[position + 1][1], kernel, run_path)
+            nxt = items[position + 1][0]
+            warm = _WarmKernel(
+                items[position + 1][1], kernel, run_path, log=_kernel_log(run_path, nxt)
+            )
         try:
             execute_notebook(
                 src, out, injected, kernel=kernel, cwd=run_path, timeout=timeout, km=km
@@ -1170,6 +1211,7 @@ def run(
             break
     if warm is not None:
         warm.discard()
+    _tidy_logs(run_path)
     if hasattr(bar, "close"):
         bar.close()
     status["status"] = "failed" if error else "ok"
