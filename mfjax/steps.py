@@ -35,6 +35,7 @@ import itertools
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -520,7 +521,7 @@ def _locked(path: Path) -> Iterator[None]:
 def _clean_value(value: Any) -> Any:
     """JSON-ready value, or None for something that is not a number (dropped by the caller)."""
     if isinstance(value, (list, tuple, np.ndarray)):
-        items = [_clean_value(v) for v in np.asarray(value, dtype=float).tolist()]
+        items = [_clean_value(v) for v in np.asarray(value).tolist()]
         return None if any(v is None for v in items) else items
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -814,16 +815,20 @@ def compare_models(
 
     factories, skipped = roster
     ks = tuple(sorted({5, int(k), 20}))
-    result = compare(
-        factories,
-        split,
-        seeds=tuple(seeds),
-        k=ks,
-        baseline=baseline or None,
-        primary=f"ndcg@{int(k)}",
-        threshold=threshold,
-        metadata=item_titles(dataset),
-    )
+    with warnings.catch_warnings():
+        # models without a score for every item (external peers) have no AUC: their
+        # summary is NaN by design, which numpy reports as an all-NaN slice
+        warnings.filterwarnings("ignore", message="All-NaN slice encountered")
+        result = compare(
+            factories,
+            split,
+            seeds=tuple(seeds),
+            k=ks,
+            baseline=baseline or None,
+            primary=f"ndcg@{int(k)}",
+            threshold=threshold,
+            metadata=item_titles(dataset),
+        )
     return dc.replace(result, skipped={**skipped, **result.skipped})
 
 
@@ -845,6 +850,12 @@ def comparison_table(comparison: Any, *, k: int = 10) -> pd.DataFrame:
             row[f"{name} 95% CI"] = f"[{r.ci_low:.4f}, {r.ci_high:.4f}]"
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "model"
+    ordered = ["external", "baseline"]
+    for metric in _HEADLINE:
+        for col in list(out.columns):
+            if col.split("@")[0].split(" ")[0] == metric and col not in ordered:
+                ordered.append(col)
+    out = out[ordered + [c for c in out.columns if c not in ordered]]
     order = [m for m in comparison.info["models"] if m in out.index]
     return out.loc[order]
 
@@ -1018,11 +1029,14 @@ def best_point(table: pd.DataFrame, metric: str = "valid_rmse") -> pd.Series:
     return table.loc[idx]
 
 
+_SWEEP_VIEW = ("rmse", "mae", "precision", "recall", "map", "ndcg")
+
+
 def sweep_view(
     table: pd.DataFrame, params: Sequence[str], *, metric: str = "valid_rmse"
 ) -> pd.DataFrame:
-    """The sweep table as tuning sees it: the swept ``params`` and the **validation**
-    columns (the selection ``metric`` first), sorted by the parameters. Test columns and
+    """The sweep table as tuning sees it: the swept ``params`` and the headline
+    **validation** columns (the selection ``metric`` first), sorted by the parameters. Test columns and
     timings are left out: selection does not look at them."""
     missing = [p for p in params if p not in table.columns]
     if missing:
@@ -1035,8 +1049,7 @@ def sweep_view(
         c
         for c in table.columns
         if str(c).startswith("valid_")
-        and "_ci" not in str(c)
-        and str(c).removeprefix("valid_") not in _TIMINGS | {"n_users", "n_excluded"}
+        and str(c).removeprefix("valid_").split("@")[0] in _SWEEP_VIEW
     ]
     ordered = [c for c in [first] if c in valid_cols] + [c for c in valid_cols if c != first]
     if not ordered:
@@ -1086,10 +1099,22 @@ def best_summary(
         if ci is not None:
             rows += [(f"test {test} 95% CI low", ci[0]), (f"test {test} 95% CI high", ci[1])]
     rows.append(("grid points", int(len(_ok_rows(table)))))
-    rows = [(q, round(v, 4) if isinstance(v, float) else v) for q, v in rows]
-    out = pd.DataFrame(rows, columns=["quantity", "value"]).set_index("quantity")
-    out["value"] = out["value"].astype(object)
+    values = [_display(v) for _, v in rows]
+    out = pd.DataFrame(
+        {"value": pd.Series(values, dtype=object)},
+        index=pd.Index([q for q, _ in rows], name="quantity"),
+    )
     return out
+
+
+def _display(value: Any) -> Any:
+    """A plain Python value for display: floats rounded to 4 decimals, integral floats as
+    int (a parameter read back from a CSV)."""
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else round(value, 4)
+    return value
 
 
 def plot_valid_vs_test(

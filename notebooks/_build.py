@@ -20,6 +20,8 @@ HERE = Path(__file__).resolve().parent
 KERNELSPEC = {"name": "mfjax", "display_name": "Python (mfjax)", "language": "python"}
 
 IMPORTS = """\
+import warnings
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -27,6 +29,7 @@ import seaborn as sns
 from mfjax import steps
 
 %matplotlib inline
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 sns.set_theme(style="whitegrid", context="notebook")
 pd.set_option("display.precision", 4)
 pd.set_option("display.width", 120)"""
@@ -550,9 +553,10 @@ train-and-evaluate steps as `02_train` and `03_evaluate`, per grid point).
             'col_param = "reg"  # heatmap columns\n'
             "k = 10\n"
             "threshold = 4.0\n"
-            "grid_factors = [4, 16, 32]  # the default sweep's grid\n"
-            "grid_reg = [0.001, 0.02, 0.1]\n"
-            "epochs = 25"
+            "grid_factors = [8, 32]  # the default sweep's grid (used when sweep_dir is empty)\n"
+            "grid_reg = [0.01, 0.05, 0.2]\n"
+            "epochs = 20  # the default sweep's training length\n"
+            "learning_rate = 0.01  # the default sweep's learning rate"
         ),
         md("""
 ## 1. The sweep table
@@ -570,6 +574,7 @@ and the fit time.
             "    dataset=dataset,\n"
             "    seed=seed,\n"
             "    epochs=epochs,\n"
+            "    learning_rate=learning_rate,\n"
             ")\n"
             "table = steps.load_sweep(sweep_path)\n"
             "steps.sweep_view(table, [row_param, col_param], metric=metric).round(4)"
@@ -622,7 +627,9 @@ The chosen configuration and its validation and test metrics go into the run fol
 `metrics.json` (by default, the sweep folder's).
 """),
         code(
-            "steps.record_best(run_dir or sweep_path, best, dataset=dataset, model=model, metric=metric, table=table)"
+            "record_dir = run_dir or sweep_path\n"
+            "steps.record_best(record_dir, best, dataset=dataset, model=model, metric=metric, table=table)\n"
+            "steps.headline_metrics(record_dir, f\"{model}_best\", k=k)"
         ),
     ]
 )
