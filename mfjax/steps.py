@@ -1101,7 +1101,7 @@ def best_summary(
     rows.append(("grid points", int(len(_ok_rows(table)))))
     values = [_display(v) for _, v in rows]
     out = pd.DataFrame(
-        {"value": pd.Series(values, dtype=object)},
+        {"value": np.array(values, dtype=object)},
         index=pd.Index([q for q, _ in rows], name="quantity"),
     )
     return out
