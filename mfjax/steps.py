@@ -183,8 +183,8 @@ def _prepare_options(**kw: Any) -> dict:
     opts = {
         "dataset": "synthetic",
         "seed": 0,
-        "min_user_ratings": 1,
-        "min_item_ratings": 1,
+        "min_user_ratings": 5,
+        "min_item_ratings": 5,
         "duplicates": "last",
         "split_method": "random",
         "test_size": 0.2,
