@@ -459,12 +459,19 @@ def _finish(
     if table.num_rows == 0:
         raise DataError(f"{path} has no data rows")
     order = list(roles)
-    cols = {role: table.column(k) for role, k in zip(order, range(table.num_columns), strict=True)}
     if by_name:
-        cols = {role: table.column(names[roles[role]]) for role in order}
+        table = table.select([names[roles[role]] for role in order])
+    n = table.num_rows
+    # pop the columns one by one so that each Arrow buffer is freed once converted: the
+    # peak stays near one copy of the data plus one column
+    cols: dict[str, pa.ChunkedArray] = {}
+    for role in order:
+        cols[role] = table.column(0)
+        table = table.remove_column(0)
+    del table
     out: dict[str, Any] = {}
     for role in ("user", "item"):
-        col = cols[role]
+        col = cols.pop(role)
         nulls = _null_rows(col)
         if len(nulls):
             raise DataError(
@@ -478,20 +485,19 @@ def _finish(
             out[role] = arr
         else:
             out[role] = col.cast(pa.string()).to_pandas()
-    n = table.num_rows
-    if "rating" in cols:
-        rating = cols["rating"].to_numpy().astype(np.float32, copy=False)
-        implicit = False
-    elif "weight" in cols:
-        rating = cols["weight"].to_numpy().astype(np.float32, copy=False)
-        implicit = True
-    else:
-        rating = np.ones(n, dtype=np.float32)
-        implicit = True
-    out["rating"] = rating
+        del col
+    implicit = "rating" not in cols
+    vcol = cols.pop("rating") if "rating" in cols else cols.pop("weight", None)
+    out["rating"] = (
+        np.ones(n, dtype=np.float32)
+        if vcol is None
+        else vcol.to_numpy().astype(np.float32, copy=False)
+    )
+    del vcol
     if "timestamp" in cols:
-        out["timestamp"] = _timestamps(cols["timestamp"], path, names[roles["timestamp"]])
-    df = pd.DataFrame(out)
+        out["timestamp"] = _timestamps(cols.pop("timestamp"), path, names[roles["timestamp"]])
+    pa.default_memory_pool().release_unused()
+    df = pd.DataFrame(out, copy=False)
     df.attrs["source"] = str(path)
     df.attrs["implicit"] = implicit
     rcol = names[roles["rating"]] if "rating" in roles else names[roles.get("weight", 0)]

@@ -139,11 +139,11 @@ def _distinct_pairs(
     """Draw ``deg[u]`` distinct items per user, items by popularity ``pop``.
 
     Heavy users (more than an eighth of the items) are drawn exactly with a Gumbel top-k
-    over all items. For the others, items are drawn with replacement and only the rows
-    that repeat a (user, item) pair are redrawn, for the users that still have repeats;
-    the few rows left after ``max_rounds`` are drawn like heavy users, among the items the
-    user has not got yet. One row per item is pinned first (among the light users' rows),
-    so that each item id has at least one interaction. No per-row Python.
+    over all items. For the others, items are drawn with replacement by popularity, and
+    only the rows that repeat a (user, item) pair are redrawn (checked against the sorted
+    accepted pairs), by popularity for ``max_rounds`` rounds and uniformly after that.
+    One row per item is pinned first (among the light users' rows), so that each item id
+    has at least one interaction. No per-row Python.
     """
     n_users, n_items = len(deg), len(pop)
     n = int(deg.sum())
@@ -183,24 +183,34 @@ def _distinct_pairs(
         pin = rng.choice(rows, size=n_items, replace=False)
         items[pin] = rng.permutation(n_items).astype(np.int32)
         pinned[pin] = True
-    for _ in range(max_rounds):
-        if len(rows) == 0:
-            break
-        keys = users[rows].astype(np.int64) * n_items + items[rows]
-        dup = _duplicate_rows(keys, pinned[rows])
-        if not dup.any():
-            rows = rows[:0]
-            break
-        redo = rows[dup]
-        items[redo] = _draw_items(rng, cdf, len(redo))
-        rows = rows_of(np.unique(users[redo]))  # next round: all rows of those users
     if len(rows):
         keys = users[rows].astype(np.int64) * n_items + items[rows]
         dup = _duplicate_rows(keys, pinned[rows])
-        if dup.any():
-            keep = np.ones(n, dtype=bool)
-            keep[rows[dup]] = False
-            dense_fill(np.unique(users[rows[dup]]), keep)
+        accepted = np.sort(keys[~dup])
+        redo = rows[dup]
+        added = np.empty(0, dtype=np.int64)
+        rounds = 0
+        while len(redo):
+            # redraw only the repeated rows; by popularity first, then uniformly (a light
+            # user has at most an eighth of the items, so uniform draws collide rarely)
+            if rounds < max_rounds:
+                cand = _draw_items(rng, cdf, len(redo))
+            else:
+                cand = rng.integers(0, n_items, len(redo), dtype=np.int32)
+            ck = users[redo].astype(np.int64) * n_items + cand
+            pos = np.minimum(np.searchsorted(accepted, ck), len(accepted) - 1)
+            conflict = accepted[pos] == ck
+            if len(added):
+                pos = np.minimum(np.searchsorted(added, ck), len(added) - 1)
+                conflict |= added[pos] == ck
+            conflict |= _duplicate_rows(ck, np.zeros(len(ck), dtype=bool))
+            ok = ~conflict
+            items[redo[ok]] = cand[ok]
+            added = np.sort(np.concatenate([added, ck[ok]]))
+            redo = redo[conflict]
+            rounds += 1
+            if rounds > max_rounds + 500:  # pragma: no cover - probability ~ 8^-500
+                raise AssertionError("distinct pair sampling did not converge")
     heavy_users = np.flatnonzero(heavy)
     if len(heavy_users):
         dense_fill(heavy_users, np.zeros(n, dtype=bool))
