@@ -15,10 +15,8 @@ from model_contract import ModelContract, block_fixture
 
 from mfjax.exceptions import DataError
 from mfjax.interactions import Interactions
-from mfjax.models.base import load
 from mfjax.models.ials import (
     IALS,
-    IALSConfig,
     build_blocks,
     confidence_weights,
     ials_iteration,
@@ -26,7 +24,7 @@ from mfjax.models.ials import (
 )
 
 # small shapes compile fast: few buckets, small chunks
-SMALL = {"block_cells": 64, "max_buckets": 3}
+SMALL = {"block_cells": 64, "max_buckets": 2}
 
 
 class TestIALS(ModelContract):
@@ -138,14 +136,6 @@ def test_iteration_loss_equals_dense_objective() -> None:
     np.testing.assert_allclose(float(loss), objective / total, rtol=1e-4)
 
 
-def test_exact_als_loss_never_increases() -> None:
-    df = block_fixture(seed=3)
-    model = IALS(factors=6, iterations=8, regularization=0.1, solver="cholesky", **SMALL).fit(df)
-    losses = model.history_["loss"].to_numpy()
-    assert np.all(np.diff(losses) <= 1e-6 * losses[:-1]), losses
-    assert losses[-1] < losses[0]
-
-
 # ----------------------------------------------------------------------------- the layout
 @pytest.mark.parametrize("seed", range(5))
 def test_blocked_layout_covers_every_interaction_once(seed) -> None:
@@ -223,10 +213,14 @@ def test_bad_values_raise_clear_errors() -> None:
         IALS(**SMALL).fit(df, resume=True)
 
 
-def test_cg_and_cholesky_fit_the_same_model() -> None:
-    df = block_fixture(seed=1)
+def test_cg_and_cholesky_fit_the_same_model_and_exact_als_descends() -> None:
+    df = block_fixture(seed=0)
     cfg = {"factors": 6, "iterations": 10, "regularization": 0.1, **SMALL}
     a = IALS(solver="cholesky", **cfg).fit(df)
+    # alternating exact minimisation never increases the objective
+    losses = a.history_["loss"].to_numpy()
+    assert np.all(np.diff(losses) <= 1e-6 * losses[:-1]), losses
+    assert losses[-1] < 0.9 * losses[0]
     b = IALS(solver="cg", cg_steps=12, **cfg).fit(df)  # >= k steps: CG solves exactly
     sa = a.params_["user_factors"] @ a.params_["item_factors"].T
     sb = b.params_["user_factors"] @ b.params_["item_factors"].T
@@ -256,14 +250,6 @@ def test_validation_history_and_early_stopping() -> None:
     np.testing.assert_allclose(model.params_["item_factors"], first.params_["item_factors"])
     tol = IALS(factors=6, iterations=50, regularization=0.1, loss_tol=1e-3, **SMALL).fit(train)
     assert tol.stop_reason_ == "loss_tol" and len(tol.history_) < 50
-
-
-def test_loaded_model_recommends_without_training_data(tmp_path: Path) -> None:
-    df = block_fixture(seed=4)
-    model = IALS(factors=6, iterations=4, **SMALL).fit(df)
-    loaded = load(model.save(tmp_path / "ials"))
-    assert isinstance(loaded.config, IALSConfig) and loaded.config == model.config
-    np.testing.assert_array_equal(loaded.recommend(101, k=3)[0], model.recommend(101, k=3)[0])
 
 
 # ----------------------------------------------------------------------------- parity with implicit
@@ -341,7 +327,7 @@ def test_movielens_100k_quality() -> None:
         item_map=train.item_map,
         unknown="drop",
     )
-    model = IALS(max_buckets=4).fit(train)  # defaults otherwise
+    model = IALS(max_buckets=3).fit(train)  # defaults otherwise
     users = np.flatnonzero(np.diff(te.csr().indptr) > 0)
     from mfjax.topk import top_k_blocked
 

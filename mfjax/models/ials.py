@@ -354,7 +354,7 @@ def _matvec(gram, fixed_g, weight, reg, v):
     return v @ gram + reg[:, None] * v + jnp.einsum("bl,blk->bk", t, fixed_g)
 
 
-def _cg_chunk(gram, fixed_g, weight, target, reg, x, steps: int):
+def _cg_chunk(gram, fixed_g, weight, target, reg, x, steps):
     r = _rhs_and_residual(fixed_g, weight, target, x) - x @ gram - reg[:, None] * x
     rs = jnp.sum(r * r, axis=-1)
 
@@ -383,22 +383,23 @@ def _cholesky_chunk(gram, fixed_g, weight, target, reg):
     return jsl.cho_solve(factor, b[..., None])[..., 0]
 
 
-@partial(jax.jit, static_argnames=("solver", "cg_steps", "with_loss"))
+@partial(jax.jit, static_argnames=("solver", "with_loss"))
 def solve_bucket(
     fixed: jax.Array,
     gram: jax.Array,
     current: jax.Array,
     bucket: Bucket,
+    cg_steps: jax.Array | int = 3,
     *,
     solver: str = "cg",
-    cg_steps: int = 3,
     with_loss: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """New factors of one bucket's rows: ``(factors[n_chunks * B, k], observed_loss)``.
 
     One ``lax.scan`` over the bucket's chunks; a chunk gathers its fixed factors once and
     runs the whole solve on them. Jitted per bucket shape, so that compilation time grows
-    linearly with the number of buckets.
+    linearly with the number of buckets. ``cg_steps`` is traced (changing it does not
+    recompile).
     """
 
     def body(acc, chunk):
@@ -458,15 +459,16 @@ def solve_rows(
         >>> m = sp.csr_matrix(np.eye(3, dtype=np.float32))
         >>> b = build_blocks(m.indptr, m.indices, m.data, 2 * m.data, np.ones(3)).to_device()
         >>> x, _ = solve_rows(jnp.eye(3), jnp.zeros((3, 3)), b, solver="cholesky")
-        >>> np.round(np.asarray(x), 3).diagonal().tolist()  # (1 + 1 + 1) x = 2
+        >>> [round(float(v), 3) for v in np.asarray(x).diagonal()]  # (1 + 1 + 1) x = 2
         [0.667, 0.667, 0.667]
     """
     gram = _gramian(fixed)
+    steps = jnp.asarray(cg_steps, dtype=jnp.int32)
     outs = []
     total = jnp.zeros((), dtype=fixed.dtype)
     for bucket in blocks.buckets:
         xs, loss = solve_bucket(
-            fixed, gram, current, bucket, solver=solver, cg_steps=cg_steps, with_loss=with_loss
+            fixed, gram, current, bucket, steps, solver=solver, with_loss=with_loss
         )
         outs.append(xs)
         total = total + loss
