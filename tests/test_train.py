@@ -221,3 +221,25 @@ def test_progress_bar_and_full_shuffle_and_saved_history(tmp_path) -> None:
     assert m.history_["loss"].is_monotonic_decreasing
     loaded = load(m.save(tmp_path / "m.npz"))
     pd.testing.assert_frame_equal(loaded.history_, m.history_, check_dtype=False)
+
+
+def test_learning_curves_plot_draws_the_history() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mfjax.plots.training import history_frame, learning_curves_plot
+
+    df = _ratings(7)
+    valid = df.sample(200, random_state=2)
+    m = _mf(epochs=4).fit(df.drop(index=valid.index), valid=valid)
+    tidy = history_frame({"mf": m})
+    assert set(tidy["series"]) == {"loss", "valid_rmse"} and len(tidy) == 8
+    fig = learning_curves_plot({"mf": m})
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "valid_rmse"]
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), m.history_["loss"])
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), m.history_["valid_rmse"])
+    plt.close(fig)
+    with pytest.raises(TypeError, match="history_"):
+        history_frame({"x": object()})

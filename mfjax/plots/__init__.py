@@ -2,3 +2,4 @@
 
 from mfjax.plots.data import *  # noqa: F403
 from mfjax.plots.evaluation import *  # noqa: F403
+from mfjax.plots.training import *  # noqa: F403
