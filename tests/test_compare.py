@@ -195,6 +195,21 @@ def test_implicit_als_adapter_matches_implicit_and_evaluates(split):
     assert ImplicitALS.unavailable_reason() is None
 
 
+def test_implicit_bpr_adapter_matches_implicit(split):
+    pytest.importorskip("implicit")
+    from mfjax.external import ImplicitBPR
+
+    model = ImplicitBPR(factors=8, iterations=5, seed=0).fit(split)
+    ids, _ = model.recommend(split.user_map.values[:5], k=4)
+    raw, _ = model.model_.recommend(np.arange(5), split.train.csr()[:5], N=4)
+    np.testing.assert_array_equal(ids, split.item_map.values[raw])
+    one, _ = model.recommend(split.user_map.values[0], k=4)
+    np.testing.assert_array_equal(one, ids[0])
+    train = split.train.csr()
+    for u in range(5):  # no training item comes back
+        assert not set(raw[u]) & set(train[u].indices)
+
+
 def test_surprise_svd_adapter_predicts_like_surprise(split):
     pytest.importorskip("surprise")
     from mfjax.external import SurpriseSVD
