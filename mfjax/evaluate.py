@@ -481,13 +481,12 @@ def evaluate(
     fast = not own and _has_fast_path(model, split)
     want_auc = "auc" in mets
     leaked = 0
+    exclude = split.train.csr(binary=True)  # the protocol: every training item is excluded
     if fast and mesh is not None:
         from mfjax.sharding import top_k_sharded
 
         score_fn, params = model.score_function()
-        rec, _ = top_k_sharded(
-            score_fn, params, users, n_items, kmax, mesh=mesh, exclude=getattr(model, "seen_", None)
-        )
+        rec, _ = top_k_sharded(score_fn, params, users, n_items, kmax, mesh=mesh, exclude=exclude)
         auc = np.full(len(users), np.nan)
         if want_auc:
             auc = _fast_rank(
@@ -496,6 +495,7 @@ def evaluate(
                 n_items,
                 kmax,
                 binary,
+                exclude,
                 with_auc=True,
                 memory_budget_bytes=memory_budget_bytes,
             )[1]
@@ -506,7 +506,7 @@ def evaluate(
             n_items,
             kmax,
             binary,
-            split.train.csr(binary=True),
+            exclude,
             with_auc=want_auc,
             memory_budget_bytes=memory_budget_bytes,
         )
@@ -526,7 +526,7 @@ def evaluate(
                 n_items,
                 1,
                 binary,
-                split.train.csr(binary=True),
+                exclude,
                 with_auc=True,
                 memory_budget_bytes=memory_budget_bytes,
             )

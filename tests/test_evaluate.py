@@ -211,3 +211,13 @@ def test_bootstrap_of_a_column_without_values_is_nan_without_warnings():
         warnings.simplefilter("error")
         lo, hi = bootstrap_ci(v, n_boot=50)
     assert np.isfinite(lo[0]) and np.isnan(lo[1]) and np.isnan(hi[1])
+
+
+def test_mesh_path_gives_the_same_metrics(fitted):
+    sharding = pytest.importorskip("mfjax.sharding")
+    model, split = fitted
+    mesh = sharding.make_mesh(data=1, model=1)
+    mets = ["precision", "ndcg", "auc"]
+    a = evaluate(model, split, k=(3, 5), metrics=mets, n_boot=50)
+    b = evaluate(model, split, k=(3, 5), metrics=mets, n_boot=50, mesh=mesh)
+    pd.testing.assert_frame_equal(a.summary, b.summary)
