@@ -130,6 +130,7 @@ def test_sweep_validates_every_grid_value_before_running(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_dask_sweep_on_a_two_worker_local_cluster(tmp_path):
     distributed = pytest.importorskip(
         "distributed", reason="the cluster extra (dask.distributed) is not installed"
