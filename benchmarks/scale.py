@@ -131,6 +131,42 @@ def run_one(model: str, n: int, n_users: int, n_items: int, *, epochs: int, fact
     }
 
 
+def table_memory(n_users: int, n_items: int, factors: int, devices: int) -> list[dict]:
+    """Per-device bytes of the MF tables (factors + biases, and Adam's two moments) as the
+    training engine places them (:func:`mfjax.train.place`), for model axes 1, 2, 4, ….
+
+    Needs ``devices`` jax devices (on CPU: ``XLA_FLAGS=--xla_force_host_platform_device_count``,
+    which ``--table-memory`` sets before jax is imported).
+    """
+    import jax.numpy as jnp
+
+    from mfjax.sharding import make_mesh, per_device_bytes
+    from mfjax.train import place
+
+    out = []
+    model = 1
+    while model <= devices:
+        mesh = make_mesh(data=devices // model, model=model)
+        tables = {}
+        for name, n in (("user", n_users), ("item", n_items)):
+            for copy in ("param", "adam_mu", "adam_nu"):
+                tables[f"{name}_factors/{copy}"] = jnp.zeros((n, factors), jnp.float32)
+                tables[f"{name}_bias/{copy}"] = jnp.zeros((n,), jnp.float32)
+        placed = place(tables, mesh)
+        del tables
+        per_dev = per_device_bytes(placed)
+        out.append(
+            {
+                "mesh": dict(mesh.shape),
+                "per_device_gib": round(max(per_dev.values()) / 2**30, 4),
+                "total_gib": round(sum(per_dev.values()) / 2**30 / (devices // model), 4),
+            }
+        )
+        del placed
+        model *= 2
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--interactions", type=int, default=20_000_000)
@@ -143,10 +179,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one", choices=["mf", "ials"], help="run one model here (subprocess body)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per subprocess")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--table-memory",
+        type=int,
+        metavar="DEVICES",
+        help="only measure per-device table memory on DEVICES simulated CPU devices",
+    )
     args = ap.parse_args(argv)
     for name in ("interactions", "users", "items", "factors", "epochs"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be a positive integer")
+    if args.table_memory:
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = (
+            f"{flags} --xla_force_host_platform_device_count={args.table_memory}"
+        ).strip()
+        for row in table_memory(args.users, args.items, args.factors, args.table_memory):
+            print(json.dumps(row), flush=True)
+        return 0
     if args.one:
         res = run_one(
             args.one,
