@@ -29,6 +29,9 @@ from typing import Any
 
 __all__ = ["main", "build_parser"]
 
+#: metrics printed per model after a run (all of them are in metrics.json)
+_HEADLINE = ("rmse", "mae", "precision@10", "recall@10", "map@10", "ndcg@10", "fit_seconds")
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -211,11 +214,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"  {page.name}")
     for model, values in (result.metrics.get("models") or {}).items():
         shown = ", ".join(
-            f"{k} {v:.4f}"
-            for k, v in values.items()
-            if isinstance(v, float) and not k.endswith("_ci")
+            f"{k} {values[k]:.4f}" for k in _HEADLINE if isinstance(values.get(k), (int, float))
         )
-        print(f"  {model}: {shown}")
+        print(f"  {model}: {shown or 'no headline metrics'}")
     return 0
 
 
