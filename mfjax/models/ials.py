@@ -602,17 +602,25 @@ class IALS(Recommender):
         *,
         progress: bool = False,
         callback: Any = None,
+        mesh: Any = None,
     ) -> None:
         """Alternate exact (or CG) solves; history, validation and early stopping.
 
         Options: ``progress`` shows a ``tqdm.auto`` bar; ``callback(iteration, row)`` runs
-        after each iteration with its history row.
+        after each iteration with its history row; ``mesh`` (from
+        :func:`mfjax.sharding.make_mesh`) shards the factor tables by rows over its model
+        axis (:func:`mfjax.sharding.place_ials`).
         """
         cfg = self.config
         user_blocks, item_blocks, total_weight = self.prepare(train)
-        ub, ib = user_blocks.to_device(), item_blocks.to_device()
         tw = jnp.float32(total_weight)
         x, y = self.init_factors(train.n_users, train.n_items)
+        if mesh is None:
+            ub, ib = user_blocks.to_device(), item_blocks.to_device()
+        else:  # tables zero-padded and sharded by rows; padding is cut off below
+            from mfjax.sharding import place_ials
+
+            x, y, ub, ib = place_ials(mesh, x, y, user_blocks, item_blocks)
         valid_fn = None
         if valid is not None and len(valid):
             valid_fn = ranking_valid_fn(
@@ -655,7 +663,8 @@ class IALS(Recommender):
                     )
                 last = it == cfg.iterations
                 if valid_fn is not None and (it % cfg.valid_every == 0 or last):
-                    value = float(valid_fn({"user_factors": x, "item_factors": y}))
+                    xy = {"user_factors": x[: train.n_users], "item_factors": y[: train.n_items]}
+                    value = float(valid_fn(xy))
                     row[column] = value
                     if best is None or value > best[0] + cfg.min_delta:
                         best, bad = (value, it, x, y), 0
@@ -681,7 +690,7 @@ class IALS(Recommender):
         self.best_epoch_ = None if best is None else best[1]
         if best is not None and cfg.patience is not None:
             x, y = best[2], best[3]
-        x, y = np.asarray(x), np.asarray(y)
+        x, y = np.asarray(x)[: train.n_users], np.asarray(y)[: train.n_items]
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise ModelFitError(
                 f"iALS factors hold NaN/inf after iteration {len(rows)}; raise regularization "
