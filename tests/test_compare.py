@@ -272,3 +272,17 @@ def test_plots_draw_what_the_table_says(result, split):
     with pytest.raises(ValueError, match="no ndcg_graded@K"):
         metric_at_k_plot(ev, "ndcg_graded")
     plt.close("all")
+
+
+def test_same_seeds_same_comparison(split):
+    def run():
+        res = compare({"oracle": Oracle, "noisy": Oracle(noise=5.0)}, split, seeds=(3,), k=5,
+                      primary="ndcg@5", baseline="noisy", n_boot=50)  # fmt: skip
+        return res.table.drop(columns=["fit_seconds", "eval_seconds"]), res.significance
+
+    (t1, s1), (t2, s2) = run(), run()
+    pd.testing.assert_frame_equal(t1, t2)
+    pd.testing.assert_frame_equal(s1, s2)
+    assert set(s1["baseline"]) == {"noisy"}
+    with pytest.raises(ValueError, match="not among the models run"):
+        compare({"oracle": Oracle}, split, k=5, primary="ndcg@5", baseline="ghost", n_boot=10)
