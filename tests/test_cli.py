@@ -144,19 +144,8 @@ def test_dataset_path_relative_to_the_shell_reaches_the_kernel(tmp_path, monkeyp
     data.write_text("".join(f"{u}\t{i}\t{r}\t88{u}{i}\n" for u, i, r in rows))
     monkeypatch.chdir(tmp_path)  # the path is relative to the shell, the kernel runs elsewhere
     run = tmp_path / "r"
-    rc = cli.main(
-        [
-            "run",
-            "-p",
-            "dataset",
-            "mine/ratings.data",
-            "--only",
-            "01_prepare",
-            "--run-dir",
-            str(run),
-            *_common(tmp_path),
-        ]
-    )
+    argv = ["run", "-p", "dataset", "mine/ratings.data", "--only", "01_prepare", "--no-input"]
+    rc = cli.main([*argv, "--run-dir", str(run), *_common(tmp_path)])
     assert rc == 0
     import numpy as np
     import yaml
@@ -166,3 +155,5 @@ def test_dataset_path_relative_to_the_shell_reaches_the_kernel(tmp_path, monkeyp
         float(r) for _, _, r in rows
     )
     assert yaml.safe_load((run / "params.yaml").read_text())["params"]["dataset"] == str(data)
+    page = (run / "01_prepare.html").read_text(encoding="utf-8")  # --no-input: results only
+    assert "train ratings" in page and "np.savez" not in page and "default_rng" not in page
