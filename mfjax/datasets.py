@@ -93,8 +93,48 @@ def _allocate(total: int, weights: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return counts
 
 
-def _draw_items(rng: np.random.Generator, cdf: np.ndarray, size: int) -> np.ndarray:
-    return np.searchsorted(cdf, rng.random(size), side="right").astype(np.int32)
+@dataclass(frozen=True)
+class _Popularity:
+    """Item popularity: a power law over popularity ranks, mixed with ``uniform`` weight.
+
+    The power law is the continuous density ``x^-a`` on ``[1, K + 1)`` binned to ranks
+    ``floor(x)``, so that ``prob`` is exact and drawing is a closed-form inverse CDF (no
+    search over a cumulative table).
+    """
+
+    rank_items: np.ndarray  # item at each popularity rank (rank 1 first)
+    a: float
+    uniform: float = 0.05
+
+    def _cdf(self, x: np.ndarray) -> np.ndarray:
+        k1 = len(self.rank_items) + 1.0
+        if abs(self.a - 1.0) < 1e-9:
+            return np.log(x) / np.log(k1)
+        return (x ** (1.0 - self.a) - 1.0) / (k1 ** (1.0 - self.a) - 1.0)
+
+    @property
+    def prob(self) -> np.ndarray:
+        """Probability of each item id."""
+        k = len(self.rank_items)
+        r = np.arange(1.0, k + 1.0)
+        by_rank = (1 - self.uniform) * (self._cdf(r + 1) - self._cdf(r)) + self.uniform / k
+        out = np.empty(k)
+        out[self.rank_items] = by_rank
+        return out
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        k = len(self.rank_items)
+        v = rng.random(size)
+        u = (v - self.uniform) / (1 - self.uniform)  # < 0: the uniform part
+        k1 = k + 1.0
+        if abs(self.a - 1.0) < 1e-9:
+            x = k1 ** np.maximum(u, 0.0)
+        else:
+            b = 1.0 - self.a
+            x = (1.0 + np.maximum(u, 0.0) * (k1**b - 1.0)) ** (1.0 / b)
+        rank = np.minimum(x.astype(np.int64), k) - 1
+        uni = np.minimum((v / self.uniform * k).astype(np.int64), k - 1)
+        return np.where(u < 0, uni, self.rank_items[rank]).astype(np.int32)
 
 
 def _duplicate_rows(keys: np.ndarray, pinned: np.ndarray) -> np.ndarray:
@@ -131,7 +171,7 @@ def _gumbel_fill(
 def _distinct_pairs(
     rng: np.random.Generator,
     deg: np.ndarray,
-    pop: np.ndarray,
+    popularity: _Popularity,
     *,
     max_rounds: int = 8,
     dense_budget: int = 1 << 23,
@@ -145,6 +185,7 @@ def _distinct_pairs(
     One row per item is pinned first (among the light users' rows), so that each item id
     has at least one interaction. No per-row Python.
     """
+    pop = popularity.prob
     n_users, n_items = len(deg), len(pop)
     n = int(deg.sum())
     logp = np.log(pop)
@@ -174,10 +215,8 @@ def _distinct_pairs(
     items = np.zeros(n, dtype=np.int32)
     heavy = deg > max(n_items // 8, 1)
     light_users = np.flatnonzero(~heavy)
-    cdf = np.cumsum(pop)
-    cdf /= cdf[-1]
-    rows = rows_of(light_users)
-    items[rows] = _draw_items(rng, cdf, len(rows))
+    rows = rows_of(light_users) if heavy.any() else np.arange(n)
+    items[rows] = popularity.draw(rng, len(rows))
     pinned = np.zeros(n, dtype=bool)
     if len(rows) >= n_items:
         pin = rng.choice(rows, size=n_items, replace=False)
@@ -194,7 +233,7 @@ def _distinct_pairs(
             # redraw only the repeated rows; by popularity first, then uniformly (a light
             # user has at most an eighth of the items, so uniform draws collide rarely)
             if rounds < max_rounds:
-                cand = _draw_items(rng, cdf, len(redo))
+                cand = popularity.draw(rng, len(redo))
             else:
                 cand = rng.integers(0, n_items, len(redo), dtype=np.int32)
             ck = users[redo].astype(np.int64) * n_items + cand
@@ -239,7 +278,7 @@ def synthetic(
 
     Each user rates ``deg_u`` distinct items, with ``deg_u`` log-normal (``activity_sigma``)
     and at least ``min_user_ratings``; items are chosen with Zipf-like popularity
-    ``1 / rank^popularity_exponent`` mixed with 5 % uniform (every item gets at least one
+    (about ``1 / rank^popularity_exponent``) mixed with 5 % uniform (every item gets at least one
     rating when ``n_ratings >= n_items``). The rating is
     ``round(mean + b_u + b_i + taste_scale * <p_u, q_i> + noise * eps)`` clipped to 1..5,
     with ``p_u, q_i ~ N(0, I / sqrt(rank))`` (so the dot product has unit variance); popular items get slightly higher biases, as in real
@@ -289,10 +328,9 @@ def synthetic(
     hi = min(n_items, max(-(-n_items // 2), -(-3 * n_ratings // (2 * n_users))))
     deg = _allocate(n_ratings, activity, lo, hi)
     # popularity: Zipf over a random order of the item ids, plus 5 % uniform
-    ranks = rng.permutation(n_items) + 1.0
-    zipf = ranks ** (-popularity_exponent)
-    pop = 0.95 * zipf / zipf.sum() + 0.05 / n_items
-    u, i = _distinct_pairs(rng, deg, pop)
+    popularity = _Popularity(rng.permutation(n_items), float(popularity_exponent))
+    pop = popularity.prob
+    u, i = _distinct_pairs(rng, deg, popularity)
 
     # tastes and biases
     sd = rank**-0.25  # <p_u, q_i> then has unit variance

@@ -113,6 +113,24 @@ def test_benchmark_preset_is_fast_and_exact():
     assert seconds < 20, seconds  # ~1.5 s alone on this machine; generous for shared CPUs
 
 
+@pytest.mark.parametrize("a", [0.9, 1.0])
+def test_popularity_sampler_draws_its_stated_probabilities(a):
+    rng = np.random.default_rng(0)
+    pop = ds._Popularity(rng.permutation(40), a)
+    p = pop.prob
+    assert p.sum() == pytest.approx(1.0)
+    # mass by rank is the binned power law plus 5 % uniform (computed here independently)
+    r = np.arange(1, 41.0)
+    if a == 1.0:
+        mass = np.log((r + 1) / r) / np.log(41.0)
+    else:
+        mass = ((r + 1) ** (1 - a) - r ** (1 - a)) / (41.0 ** (1 - a) - 1)
+    np.testing.assert_allclose(p[pop.rank_items], 0.95 * mass + 0.05 / 40)
+    n = 400_000
+    freq = np.bincount(pop.draw(rng, n), minlength=40) / n
+    assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / n))
+
+
 def test_dense_request_is_exact():
     df = ds.synthetic(20, 10, 190, seed=1)  # 95 % of all cells
     assert len(df) == 190 and not df.duplicated(["user", "item"]).any()
