@@ -1437,6 +1437,40 @@ def _sweep_metric(specs: Mapping[str, ParamSpec], given: str | None) -> str:
     return DEFAULT_SWEEP_METRIC
 
 
+def _split_grid(
+    grid: Mapping[str, Any], specs: Mapping[str, ParamSpec]
+) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """Validate a grid and split it into swept values (lists of 2+) and fixed values.
+
+    A list parameter (``roster = [...]``) is swept only when given a list of lists.
+
+    Example:
+        >>> specs = {"factors": ParamSpec("factors", "int", 8, low=1),
+        ...          "roster": ParamSpec("roster", "list", ["mf"])}
+        >>> _split_grid({"factors": [8, 16], "roster": ["mf", "bias"]}, specs)
+        ({'factors': [8, 16]}, {'roster': ['mf', 'bias']})
+    """
+    grid_values: dict[str, list[Any]] = {}
+    fixed: dict[str, Any] = {}
+    for pname, values in grid.items():
+        spec = specs.get(pname)
+        list_param = spec is not None and spec.type == "list"
+        if isinstance(values, (list, tuple)) and (
+            not list_param or all(isinstance(v, (list, tuple)) for v in values)
+        ):
+            candidates = list(values)  # a list of values (a list parameter: a list of lists)
+        else:
+            candidates = [values]  # one fixed value
+        ok = [_absolute_paths(validate_params({pname: v}, specs))[pname] for v in candidates]
+        if not ok:
+            raise ParameterError(f"grid parameter {pname!r} has no values")
+        if len(ok) > 1:
+            grid_values[pname] = ok
+        else:
+            fixed[pname] = ok[0]
+    return grid_values, fixed
+
+
 def sweep(
     grid: Mapping[str, Sequence[Any] | Any],
     *,
@@ -1496,32 +1530,9 @@ def sweep(
     if sweep_dir is None and grid.get(_RUN_DIR):
         sweep_dir = grid.pop(_RUN_DIR)
     grid.pop(_RUN_DIR, None)
-    # validate every value of every grid parameter before anything runs
-    checked: dict[str, Any] = {}
-    for pname, values in grid.items():
-        vals = (
-            list(values)
-            if isinstance(values, (list, tuple))
-            and (
-                pname not in specs
-                or specs[pname].type != "list"
-                or all(isinstance(v, list) for v in values)
-            )
-            else [values]
-        )
-        ok = [validate_params({pname: v}, specs)[pname] for v in vals]
-        checked[pname] = ok if len(vals) > 1 or isinstance(values, (list, tuple)) else ok[0]
-    grid = {
-        k: (_absolute_paths({k: v})[k] if not isinstance(v, list) else v)
-        for k, v in checked.items()
-    }
-    swept = [k for k, v in grid.items() if isinstance(v, list) and len(v) > 1]
-    fixed = {k: v for k, v in grid.items() if k not in swept}
-    fixed = {
-        k: (v[0] if isinstance(v, list) and len(v) == 1 and specs[k].type != "list" else v)
-        for k, v in fixed.items()
-    }
-    points = expand_grid({k: grid[k] for k in swept}, sample=sample, seed=seed) if swept else [{}]
+    grid_values, fixed = _split_grid(grid, specs)  # every value validated before any run
+    swept = list(grid_values)
+    points = expand_grid(grid_values, sample=sample, seed=seed) if swept else [{}]
     for k in fixed:
         if not set(specs[k].notebooks) & {*point_nbs, PREPARE_NOTEBOOK, TUNE_NOTEBOOK}:
             raise ParameterError(
@@ -1556,7 +1567,7 @@ def sweep(
         "sweep_name": folder.name,
         "date": started.isoformat(),
         "dataset": fixed.get("dataset", specs["dataset"].default if "dataset" in specs else None),
-        "grid": {k: grid[k] for k in swept},
+        "grid": grid_values,
         "fixed": fixed,
         "sample": sample,
         "sample_seed": seed,
@@ -1569,14 +1580,16 @@ def sweep(
     _write_yaml(folder / "sweep.yaml", meta)
 
     # one prepared split for every point, unless the grid varies how data are prepared
-    prepare_keys = set(specs) and {
-        k for k, s in specs.items() if PREPARE_NOTEBOOK in s.notebooks and k != "seed"
+    prepare_keys = {
+        k
+        for k, s in specs.items()
+        if PREPARE_NOTEBOOK in s.notebooks and k not in ("seed", "split_dir")
     }
     share = (
         PREPARE_NOTEBOOK in available
         and "split_dir" in specs
         and set(specs["split_dir"].notebooks) >= set(point_nbs)
-        and not (set(swept) & (prepare_keys - {"split_dir"}))
+        and not set(swept) & prepare_keys
     )
     base_params = dict(fixed)
     if share:

@@ -157,3 +157,19 @@ def test_dask_sweep_on_a_two_worker_local_cluster(tmp_path):
         m = json.loads((res.sweep_dir / point / "metrics.json").read_text())["models"]["mf"]
         assert m["epochs"] == 2
     assert json.loads((res.sweep_dir / "sweep.json").read_text())["executor"] == "dask"
+
+
+def test_split_grid_swept_fixed_and_list_parameters():
+    from mfjax.pipeline import ParamSpec, _split_grid
+
+    specs = {
+        "factors": ParamSpec("factors", "int", 8, low=1),
+        "reg": ParamSpec("reg", "float", 0.1, low=0),
+        "roster": ParamSpec("roster", "list", ["mf"]),
+    }
+    swept, fixed = _split_grid({"factors": [8, 16], "reg": 1, "roster": ["mf", "bias"]}, specs)
+    assert swept == {"factors": [8, 16]} and fixed == {"reg": 1.0, "roster": ["mf", "bias"]}
+    swept, fixed = _split_grid({"roster": [["mf"], ["mf", "bias"]], "factors": [4]}, specs)
+    assert swept == {"roster": [["mf"], ["mf", "bias"]]} and fixed == {"factors": 4}
+    with pytest.raises(ParameterError, match="must be >= 0; got -1.0"):
+        _split_grid({"reg": [0.1, -1.0]}, specs)
