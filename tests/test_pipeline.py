@@ -9,6 +9,7 @@ checked at the end, when they exist.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -347,3 +348,18 @@ def test_mfjax_run_end_to_end_on_the_real_notebooks(tmp_path):
         assert not [
             o for c in cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
         ]
+
+
+def test_default_run_folder_is_named_after_dataset_and_time(tmp_path):
+    res = pipeline.run(
+        {"n_users": 5},
+        only=["01_prepare"],
+        notebooks_dir=FIX,
+        kernel=KERNEL,
+        reports_root=tmp_path,
+        html=False,
+        progress=False,
+    )
+    assert res.run_dir.parent == tmp_path.resolve()
+    assert re.fullmatch(r"synthetic-\d{8}-\d{6}", res.run_dir.name)
+    assert (res.run_dir / "split" / "split.npz").is_file() and (tmp_path / "index.html").is_file()
