@@ -476,6 +476,12 @@ def evaluate(
     users = test_users[n_rel_all[test_users] > 0]
     n_excluded = int(len(test_users) - len(users))
     n_items = split.n_items
+    if len(test_users) and not len(users):
+        log.warning(
+            "no test user has a relevant item (test rating >= %s): ranking metrics are NaN; "
+            "lower threshold, or pass threshold=None to count every test interaction",
+            used_threshold,
+        )
 
     own = bool(getattr(model, "prefer_own_recommend", False))
     fast = not own and _has_fast_path(model, split)

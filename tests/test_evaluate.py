@@ -221,3 +221,14 @@ def test_mesh_path_gives_the_same_metrics(fitted):
     a = evaluate(model, split, k=(3, 5), metrics=mets, n_boot=50)
     b = evaluate(model, split, k=(3, 5), metrics=mets, n_boot=50, mesh=mesh)
     pd.testing.assert_frame_equal(a.summary, b.summary)
+
+
+def test_no_relevant_item_anywhere_gives_nan_and_a_warning(caplog):
+    split = random_split(_frame().assign(rating=2.0), 0.3, seed=1)
+    with caplog.at_level(logging.WARNING, logger="mfjax.evaluate"):
+        ev = evaluate(TableModel().fit(split), split, k=5, n_boot=20)
+    assert "no test user has a relevant item" in caplog.text
+    assert ev.info["n_users"] == 0 and ev.info["n_excluded"] == len(np.unique(split.test.users))
+    d = ev.to_metrics_dict(5)
+    assert d["precision@5"] is None and "precision@5_ci" not in d
+    assert d["rmse"] > 0  # rating metrics do not depend on relevance
