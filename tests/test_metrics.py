@@ -275,3 +275,15 @@ def test_auc_matches_pairwise_definition(case):
         assert np.isnan(got)
     else:
         assert got == pytest.approx(naive_auc(scores, positives, negatives))
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    import mfjax.compare
+    import mfjax.evaluate
+    import mfjax.topk
+
+    for module in (M, mfjax.topk, mfjax.evaluate, mfjax.compare):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
