@@ -1013,7 +1013,14 @@ class RunResult:
 def _effective(
     specs: Mapping[str, ParamSpec], names: Sequence[str], given: Mapping[str, Any]
 ) -> dict:
-    out = {n: s.default for n, s in sorted(specs.items()) if set(s.notebooks) & set(names)}
+    """Defaults of the notebooks being run (the first one declaring a name wins), then ``given``."""
+    out = {}
+    for name, spec in sorted(specs.items()):
+        defaults = dict(spec.defaults) or {nb: spec.default for nb in spec.notebooks}
+        for nb in names:
+            if nb in defaults:
+                out[name] = defaults[nb]
+                break
     out.update({k: v for k, v in given.items() if k != _RUN_DIR})
     return out
 

@@ -363,3 +363,19 @@ def test_default_run_folder_is_named_after_dataset_and_time(tmp_path):
     assert res.run_dir.parent == tmp_path.resolve()
     assert re.fullmatch(r"synthetic-\d{8}-\d{6}", res.run_dir.name)
     assert (res.run_dir / "split" / "split.npz").is_file() and (tmp_path / "index.html").is_file()
+
+
+def test_defaults_come_from_the_notebooks_being_run():
+    spec = ParamSpec(
+        "epochs",
+        "int",
+        30,
+        notebooks=("02_train", "05_tune"),
+        defaults=(("02_train", 30), ("05_tune", 20)),
+    )
+    specs = {"epochs": spec}
+    assert pipeline._effective(specs, ["05_tune"], {}) == {"epochs": 20}
+    assert pipeline._effective(specs, ["02_train", "05_tune"], {}) == {"epochs": 30}
+    # nothing is injected into a notebook whose own default is the value
+    assert pipeline._for_notebook("05_tune", specs, {"epochs": 20}) == {}
+    assert pipeline._for_notebook("02_train", specs, {"epochs": 20}) == {"epochs": 20}
