@@ -254,7 +254,7 @@ Training loss and validation RMSE per epoch. The loss should fall steadily; the 
 RMSE falls, then flattens (or rises when the model starts to overfit: more `reg` or fewer
 `factors` help). Training stops at `epochs` or when the loss stops improving.
 """),
-        code("training_plots.learning_curve(mf.history_)\nplt.show()"),
+        code("training_plots.learning_curves_plot(mf)\nplt.show()"),
         md("""
 ## 4. Metric history
 
