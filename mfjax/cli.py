@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metric", help="with --from-sweep: the column to rank points by")
     run.add_argument("--overwrite", action="store_true", help="replace a previous run in --run-dir")
+    run.add_argument(
+        "--no-prewarm",
+        action="store_true",
+        help="start each notebook's kernel only when it runs (default: the next one warms up early)",
+    )
     _common(run)
 
     sw = sub.add_parser(
@@ -208,6 +213,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         extra_record=extra,
         overwrite=args.overwrite,
+        prewarm=not args.no_prewarm,
     )
     print(f"run folder: {result.run_dir}")
     for page in result.html:
