@@ -96,6 +96,8 @@ class EngineSpec:
         hyper: static hyperparameters handed to ``loss_fn``/``sample_fn``, as sorted pairs.
         sample_fn: ``(key, batch, aux, hyper) -> (fields, mask)`` or None.
         optimizer_kwargs: extra keyword arguments of a named optimizer, as sorted pairs.
+        fields: names of the packed integer and float per-example fields (set by
+            :func:`fit_loop` from the data it is given).
     """
 
     loss_fn: Callable
@@ -107,6 +109,7 @@ class EngineSpec:
     hyper: tuple[tuple[str, Any], ...] = ()
     sample_fn: Callable | None = None
     optimizer_kwargs: tuple[tuple[str, Any], ...] = ()
+    fields: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -208,7 +211,9 @@ def train_epoch(
 
     Args:
         state: the :class:`TrainState`.
-        data: flat arrays of length ``R * C`` (``"weight"`` is 1 for real rows, 0 for padding).
+        data: ``{"ints": (R * C, F) int32, "floats": (R * C, G) float32}``, the packed
+            per-example fields named by ``spec.fields``; rows at or after ``aux["_n"]`` are
+            padding (masked out).
         aux: traced constants for ``loss_fn`` / ``sample_fn``.
         order: ``(R,)`` batch order for this epoch.
         shift: ``(C,)`` rotation of each grid column for this epoch.
@@ -223,11 +228,17 @@ def train_epoch(
     hyper = dict(spec.hyper)
     cols = jnp.arange(width, dtype=jnp.int32)
 
+    int_names, float_names = spec.fields
+
     def step(carry: TrainState, t: jax.Array) -> tuple[TrainState, tuple[jax.Array, jax.Array]]:
         params, opt_state, count = carry
         idx = ((t + shift) % n_batches) * width + cols
-        batch = {name: arr[idx] for name, arr in data.items()}
-        mask = batch.pop("weight")
+        ints = data["ints"][idx]
+        batch = {name: ints[:, j] for j, name in enumerate(int_names)}
+        if float_names:
+            floats = data["floats"][idx]
+            batch.update({name: floats[:, j] for j, name in enumerate(float_names)})
+        mask = (idx < aux["_n"]).astype(jnp.float32)
         if spec.sample_fn is not None:
             extra, extra_mask = spec.sample_fn(jax.random.fold_in(key, t), batch, aux, hyper)
             batch.update(extra)
@@ -244,7 +255,10 @@ def train_epoch(
         for tab in spec.tables:
             parts = [(batch[f], grads[g]) for g, t2, f in spec.gathers if t2 == tab]
             n_rows = params[tab].shape[0]
-            ids = jnp.concatenate([jnp.where(keep, i, n_rows) for i, _ in parts])
+            if spec.plain_sgd:  # masked examples have zero gradients: adding them is a no-op
+                ids = jnp.concatenate([i for i, _ in parts])
+            else:  # keep them out of the lazy optimizer's touched rows
+                ids = jnp.concatenate([jnp.where(keep, i, n_rows) for i, _ in parts])
             gs = jnp.concatenate([gr for _, gr in parts])
             new_params[tab], new_opt[tab] = _sparse_apply(
                 spec, params[tab], opt_state[tab], ids, gs, count
@@ -389,21 +403,31 @@ def fit_loop(
         raise ValueError(f"shuffle must be 'rotate' or 'full'; got {shuffle!r}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir=... (where the checkpoints are)")
-    aux = {} if aux is None else aux
+    aux = {} if aux is None else dict(aux)
     n = len(next(iter(data.values())))
     n_batches, width = epoch_layout(n, batch_size)
     base = np.random.default_rng([int(seed), 0, 11]).permutation(n)
     host = {k: np.asarray(v) for k, v in data.items()}
 
+    int_names = tuple(k for k, v in host.items() if v.dtype.kind in "iu")
+    float_names = tuple(k for k in host if k not in int_names)
+    spec = dataclasses.replace(spec, fields=(int_names, float_names))
+    ints = np.stack([host[k].astype(np.int32) for k in int_names], axis=1)
+    floats = (
+        np.stack([host[k].astype(np.float32) for k in float_names], axis=1) if float_names else None
+    )
+    pad = n_batches * width - n
+
     def grid(perm: np.ndarray) -> dict[str, jax.Array]:
-        out = {}
-        pad = n_batches * width - n
-        for k, v in host.items():
-            out[k] = np.concatenate([v[perm], np.zeros(pad, dtype=v.dtype)])
-        out["weight"] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+        out = {"ints": np.concatenate([ints[perm], np.zeros((pad, ints.shape[1]), np.int32)])}
+        if floats is not None:
+            out["floats"] = np.concatenate(
+                [floats[perm], np.zeros((pad, floats.shape[1]), np.float32)]
+            )
         return place(out, mesh, kind="data")
 
     dev_data = grid(base) if shuffle == "rotate" else None
+    aux["_n"] = np.int32(n)
     dev_aux = place(aux, mesh, kind="replicated")
     state = init_state(spec, place(params, mesh))
     root_key = jax.random.PRNGKey(int(seed))

@@ -40,7 +40,15 @@ def test_loss_gradient_matches_hand_derivation() -> None:
     rows = {n: jnp.asarray(rng.normal(size=(b, k)), jnp.float32) for n in ("user", "pos", "neg")}
     rows.update({n: jnp.asarray(rng.normal(size=b), jnp.float32) for n in ("pos_bias", "neg_bias")})
     aux = {"reg": 0.1, "reg_bias": 0.3}
-    grads = jax.grad(lambda r: jnp.sum(bpr_loss(r, {}, aux, {})))(rows)
+
+    def engine(r):  # serving-named rows -> the engine's [factors, bias] item rows
+        return {
+            "user": r["user"],
+            "pos": jnp.column_stack([r["pos"], r["pos_bias"]]),
+            "neg": jnp.column_stack([r["neg"], r["neg_bias"]]),
+        }
+
+    grads = jax.grad(lambda r: jnp.sum(bpr_loss(engine(r), {}, aux, {})))(rows)
     p, qi, qj = (np.asarray(rows[n], np.float64) for n in ("user", "pos", "neg"))
     bi, bj = np.asarray(rows["pos_bias"], np.float64), np.asarray(rows["neg_bias"], np.float64)
     x = (p * (qi - qj)).sum(1) + bi - bj
@@ -58,7 +66,7 @@ def test_loss_gradient_matches_hand_derivation() -> None:
         + 0.05 * ((p**2).sum(1) + (qi**2).sum(1) + (qj**2).sum(1))
         + 0.15 * (bi**2 + bj**2)
     )
-    np.testing.assert_allclose(bpr_loss(rows, {}, aux, {}), ref, rtol=1e-5)
+    np.testing.assert_allclose(bpr_loss(engine(rows), {}, aux, {}), ref, rtol=1e-5)
 
 
 def _aux(csr: sp.csr_matrix) -> dict:

@@ -38,10 +38,18 @@ class TestMFContract(ModelContract):
 
 def _rows(rng, b=5, k=3):
     return {
-        "user_factors": jnp.asarray(rng.normal(size=(b, k)), jnp.float32),
-        "item_factors": jnp.asarray(rng.normal(size=(b, k)), jnp.float32),
-        "user_bias": jnp.asarray(rng.normal(size=b), jnp.float32),
-        "item_bias": jnp.asarray(rng.normal(size=b), jnp.float32),
+        "user_factors": rng.normal(size=(b, k)).astype(np.float32),
+        "item_factors": rng.normal(size=(b, k)).astype(np.float32),
+        "user_bias": rng.normal(size=b).astype(np.float32),
+        "item_bias": rng.normal(size=b).astype(np.float32),
+    }
+
+
+def _engine(rows: dict) -> dict:
+    """Serving-named rows -> the engine's merged ``[factors, bias]`` rows."""
+    return {
+        "user": jnp.asarray(np.column_stack([rows["user_factors"], rows["user_bias"]])),
+        "item": jnp.asarray(np.column_stack([rows["item_factors"], rows["item_bias"]])),
     }
 
 
@@ -51,9 +59,15 @@ def test_loss_gradient_matches_hand_derivation(loss: str) -> None:
     rows = _rows(rng)
     batch = {"values": jnp.asarray(rng.uniform(1, 5, 5), jnp.float32)}
     aux = {"mu": jnp.float32(3.0), "reg": 0.1, "reg_bias": 0.05, "huber_delta": 0.7}
-    grads = jax.grad(lambda r: jnp.sum(mf_loss(r, batch, aux, {"loss": loss})))(rows)
-    p, q = np.asarray(rows["user_factors"]), np.asarray(rows["item_factors"])
-    bu, bi = np.asarray(rows["user_bias"]), np.asarray(rows["item_bias"])
+    g = jax.grad(lambda r: jnp.sum(mf_loss(r, batch, aux, {"loss": loss})))(_engine(rows))
+    grads = {
+        "user_factors": g["user"][:, :-1],
+        "user_bias": g["user"][:, -1],
+        "item_factors": g["item"][:, :-1],
+        "item_bias": g["item"][:, -1],
+    }
+    p, q = rows["user_factors"], rows["item_factors"]
+    bu, bi = rows["user_bias"], rows["item_bias"]
     err = 3.0 + bu + bi + (p * q).sum(1) - np.asarray(batch["values"])
     d = err if loss == "mse" else np.clip(err, -0.7, 0.7)  # d/de of 0.5e² or Huber_δ
     np.testing.assert_allclose(
@@ -67,12 +81,7 @@ def test_loss_gradient_matches_hand_derivation(loss: str) -> None:
 
 
 def test_loss_value_matches_formula() -> None:
-    rows = {
-        "user_factors": jnp.array([[1.0, 2.0]]),
-        "item_factors": jnp.array([[0.5, -1.0]]),
-        "user_bias": jnp.array([0.25]),
-        "item_bias": jnp.array([-0.5]),
-    }
+    rows = {"user": jnp.array([[1.0, 2.0, 0.25]]), "item": jnp.array([[0.5, -1.0, -0.5]])}
     # pred = 3 + 0.25 - 0.5 + (0.5 - 2) = 1.25; err = 1.25 - 2 = -0.75
     out = mf_loss(
         rows,

@@ -106,8 +106,12 @@ class MFConfig:
 def mf_loss(rows: dict, batch: dict, aux: dict, hyper: dict) -> jax.Array:
     """Per-rating objective of biased MF (see the module docstring).
 
+    The engine's tables hold each bias as the last column of its factor table (one gather
+    and one scatter per side instead of two): ``rows["user"] = [p_u, b_u]`` and
+    ``rows["item"] = [q_i, b_i]``, shape ``(b, k + 1)``.
+
     Args:
-        rows: ``user_factors[b, k]``, ``item_factors[b, k]``, ``user_bias[b]``, ``item_bias[b]``.
+        rows: ``user[b, k + 1]``, ``item[b, k + 1]``.
         batch: ``values[b]`` (ratings).
         aux: ``mu`` (global mean), ``reg``, ``reg_bias``, ``huber_delta`` (traced scalars, so
             that a sweep over them compiles once).
@@ -116,8 +120,8 @@ def mf_loss(rows: dict, batch: dict, aux: dict, hyper: dict) -> jax.Array:
     Returns:
         ``loss[b]``.
     """
-    p, q = rows["user_factors"], rows["item_factors"]
-    bu, bi = rows["user_bias"], rows["item_bias"]
+    p, bu = rows["user"][:, :-1], rows["user"][:, -1]
+    q, bi = rows["item"][:, :-1], rows["item"][:, -1]
     err = aux["mu"] + bu + bi + jnp.sum(p * q, axis=-1) - batch["values"]
     if hyper["loss"] == "huber":
         data = optax.huber_loss(err, delta=aux["huber_delta"])
@@ -127,32 +131,50 @@ def mf_loss(rows: dict, batch: dict, aux: dict, hyper: dict) -> jax.Array:
     return data + reg + 0.5 * aux["reg_bias"] * (bu * bu + bi * bi)
 
 
-_GATHERS = (
-    ("user_factors", "user_factors", "users"),
-    ("item_factors", "item_factors", "items"),
-    ("user_bias", "user_bias", "users"),
-    ("item_bias", "item_bias", "items"),
-)
+_GATHERS = (("user", "user", "users"), ("item", "item", "items"))
 
 
 def init_params(
     key: jax.Array, config: MFConfig, n_users: int, n_items: int
 ) -> dict[str, jax.Array]:
-    """Initial tables: normal(0, init_std) factors, zero biases (float32)."""
+    """Initial engine tables ``user = [P, b_u]``, ``item = [Q, b_i]``: normal(0, init_std)
+    factors, zero biases (float32)."""
     ku, ki = jax.random.split(key)
     k = config.factors
     return {
-        "user_factors": config.init_std * jax.random.normal(ku, (n_users, k), jnp.float32),
-        "item_factors": config.init_std * jax.random.normal(ki, (n_items, k), jnp.float32),
-        "user_bias": jnp.zeros(n_users, jnp.float32),
-        "item_bias": jnp.zeros(n_items, jnp.float32),
+        "user": jnp.concatenate(
+            [
+                config.init_std * jax.random.normal(ku, (n_users, k), jnp.float32),
+                jnp.zeros((n_users, 1)),
+            ],
+            1,
+        ),
+        "item": jnp.concatenate(
+            [
+                config.init_std * jax.random.normal(ki, (n_items, k), jnp.float32),
+                jnp.zeros((n_items, 1)),
+            ],
+            1,
+        ),
+    }
+
+
+def serving_params(tables: dict, mu: Any) -> dict:
+    """Engine tables → the saved parameters ``user_factors, item_factors, user_bias,
+    item_bias, mu`` (works on numpy and jax arrays)."""
+    return {
+        "user_factors": tables["user"][:, :-1],
+        "item_factors": tables["item"][:, :-1],
+        "user_bias": tables["user"][:, -1],
+        "item_bias": tables["item"][:, -1],
+        "mu": mu,
     }
 
 
 def _rmse(
-    params: dict, mu: jax.Array, users: jax.Array, items: jax.Array, values: jax.Array
+    tables: dict, mu: jax.Array, users: jax.Array, items: jax.Array, values: jax.Array
 ) -> jax.Array:
-    pred = MF._predict_fn({**params, "mu": mu}, users, items)
+    pred = MF._predict_fn(serving_params(tables, mu), users, items)
     return jnp.sqrt(jnp.mean((pred - values) ** 2))
 
 
@@ -233,7 +255,10 @@ class MF(RatingRecommender):
             desc="mf",
             **opts,
         )
-        self.params_ = {**result.params, "mu": np.asarray(mu, dtype=np.float32)}
+        self.params_ = {
+            k: np.ascontiguousarray(v) for k, v in serving_params(result.params, None).items()
+        }
+        self.params_["mu"] = np.asarray(mu, dtype=np.float32)  # 0-d
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.stop_reason_ = result.stop_reason
