@@ -139,9 +139,9 @@ def load_interactions(
 
 
 def _sniff(path: Path, nbytes: int = 1 << 16) -> list[str]:
-    with open(path, "rb") as f:
+    with pa.input_stream(str(path), compression="detect") as f:  # .gz, .bz2, .zst too
         head = f.read(nbytes)
-    text = head.decode("utf-8", errors="replace")
+    text = head.decode("utf-8-sig", errors="replace")
     lines = text.splitlines()
     if len(head) == nbytes and lines:
         lines = lines[:-1]  # the last line may be cut

@@ -121,6 +121,17 @@ def test_large_integer_ids_fall_back_to_int64(tmp_path):
     assert df["user"].dtype == np.int32
 
 
+def test_gzip_and_byte_order_mark(tmp_path):
+    import gzip
+
+    text = "\ufeffuserId,movieId,rating,timestamp\n" + "\n".join(
+        ",".join(map(str, r)) for r in ROWS
+    )
+    p = tmp_path / "ratings.csv.gz"
+    p.write_bytes(gzip.compress(text.encode("utf-8")))
+    _same(load_interactions(p))
+
+
 def test_synthetic_and_frame_sources():
     df = load_interactions("synthetic", n_users=30, n_items=20, n_ratings=200, seed=4)
     pd.testing.assert_frame_equal(df, synthetic(30, 20, 200, seed=4))
@@ -352,3 +363,14 @@ def test_data_plots_show_the_data():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.mark.parametrize(
+    "module", ["mfjax.data", "mfjax.datasets", "mfjax.splits", "mfjax.io", "mfjax.plots.data"]
+)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
