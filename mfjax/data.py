@@ -15,6 +15,7 @@ for cleaning, a :class:`CleaningReport` of what each step removed.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from dataclasses import dataclass, field
@@ -148,10 +149,16 @@ def _sniff(path: Path, nbytes: int = 1 << 16) -> list[str]:
     return [ln for ln in lines if ln.strip()][:50]
 
 
+def _n_fields(line: str, sep: str) -> int:
+    if len(sep) > 1:
+        return line.count(sep) + 1
+    return len(next(csv.reader([line], delimiter=sep, quotechar='"')))  # quotes respected
+
+
 def _detect_sep(lines: list[str], path: Path) -> str:
     for cand in _SEPS:
-        counts = {ln.count(cand) for ln in lines}
-        if len(counts) == 1 and counts.pop() >= 1:
+        counts = {_n_fields(ln, cand) for ln in lines}
+        if len(counts) == 1 and counts.pop() >= 2:
             return cand
     raise DataError(
         f"cannot tell the delimiter of {path}: no candidate ({', '.join(map(repr, _SEPS))}) "
@@ -161,7 +168,8 @@ def _detect_sep(lines: list[str], path: Path) -> str:
 
 
 def _split(line: str, sep: str) -> list[str]:
-    return [t.strip().strip('"').strip("'") for t in line.split(sep)]
+    parts = line.split(sep) if len(sep) > 1 else next(csv.reader([line], delimiter=sep))
+    return [t.strip().strip('"').strip("'") for t in parts]
 
 
 def _detect_header(tokens: list[str], nxt: list[str] | None) -> bool:

@@ -121,6 +121,16 @@ def test_large_integer_ids_fall_back_to_int64(tmp_path):
     assert df["user"].dtype == np.int32
 
 
+def test_quoted_fields_with_delimiters_inside(tmp_path):
+    p = _write(
+        tmp_path / "r.csv",
+        ["user,item,rating", '1,"Heat, 1995",4', '2,"Up",5', '3,"Her, Again, 2013",3'],
+    )
+    df = load_interactions(p)
+    assert df["item"].tolist() == ["Heat, 1995", "Up", "Her, Again, 2013"]
+    assert df.rating.tolist() == [4.0, 5.0, 3.0]
+
+
 def test_gzip_and_byte_order_mark(tmp_path):
     import gzip
 
