@@ -10,7 +10,14 @@ import pytest
 import scipy.sparse as sp
 from model_contract import ModelContract
 
-from mfjax.models.bpr import BPR, _is_positive, bpr_loss, sample_negatives
+from mfjax.models.bpr import (
+    BPR,
+    _in_bitmap,
+    _is_positive,
+    bpr_loss,
+    membership_bitmap,
+    sample_negatives,
+)
 
 
 class TestBPRContract(ModelContract):
@@ -74,6 +81,8 @@ def _aux(csr: sp.csr_matrix) -> dict:
     return {
         "indptr": jnp.asarray(csr.indptr, jnp.int32),
         "indices": jnp.asarray(csr.indices, jnp.int32),
+        "bitmap": jnp.asarray(membership_bitmap(csr.indptr, csr.indices, csr.shape[1])),
+        "words": jnp.int32(-(-csr.shape[1] // 32)),
         "n_items": jnp.int32(csr.shape[1]),
         "cdf": jnp.asarray(np.cumsum(pop), jnp.float32),
     }
@@ -81,18 +90,25 @@ def _aux(csr: sp.csr_matrix) -> dict:
 
 def test_membership_search_matches_dense_lookup() -> None:
     rng = np.random.default_rng(1)
-    dense = rng.uniform(size=(30, 50)) < 0.3
+    dense = rng.uniform(size=(30, 70)) < 0.3  # 70 items: three bitmap words per user
     dense[3] = False  # a user without items
     csr = sp.csr_matrix(dense.astype(np.float32))
     users = rng.integers(0, 30, 2000).astype(np.int32)
-    items = rng.integers(0, 50, 2000).astype(np.int32)
+    items = rng.integers(0, 70, 2000).astype(np.int32)
     steps = int(np.diff(csr.indptr).max()).bit_length() + 1
     got = np.asarray(_is_positive(jnp.asarray(users), jnp.asarray(items), _aux(csr), steps))
     np.testing.assert_array_equal(got, dense[users, items])
+    got = np.asarray(_in_bitmap(jnp.asarray(users), jnp.asarray(items), _aux(csr)))
+    np.testing.assert_array_equal(got, dense[users, items])
 
 
-@pytest.mark.parametrize("negatives", ["uniform", "popularity"])
-def test_sampled_negatives_are_true_negatives_with_the_right_law(negatives: str) -> None:
+@pytest.mark.parametrize(
+    "negatives, membership",
+    [("uniform", "bitmap"), ("popularity", "bitmap"), ("uniform", "search")],
+)
+def test_sampled_negatives_are_true_negatives_with_the_right_law(
+    negatives: str, membership: str
+) -> None:
     rng = np.random.default_rng(2)
     dense = np.zeros((4, 10), dtype=bool)
     dense[0, :3] = True
@@ -101,7 +117,7 @@ def test_sampled_negatives_are_true_negatives_with_the_right_law(negatives: str)
     dense[3, 5] = True
     csr = sp.csr_matrix(dense.astype(np.float32))
     users = jnp.asarray(rng.integers(0, 4, 40000), jnp.int32)
-    hyper = {"negatives": negatives, "verify": True, "search_steps": 4}
+    hyper = {"negatives": negatives, "verify": True, "search_steps": 4, "membership": membership}
     out, ok = sample_negatives(jax.random.PRNGKey(0), {"users": users}, _aux(csr), hyper)
     neg, ok = np.asarray(out["neg"]), np.asarray(ok) > 0
     u = np.asarray(users)

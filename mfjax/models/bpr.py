@@ -7,8 +7,9 @@ negative item ``j`` is drawn inside the jitted epoch from a PRNG key — uniform
     -log σ(s(u, i) - s(u, j)) + 0.5 · reg · (|p_u|² + |q_i|² + |q_j|²) + 0.5 · reg_bias · (b_i² + b_j²)
 
 With ``verify_negatives`` (default) a negative that the user has interacted with is redrawn
-(up to 3 times, a binary search in the user's sorted items); a triple still without a true
-negative is masked out. Every interaction is a positive; filter beforehand (e.g. ratings
+(up to 3 times; membership is one lookup in a users × items bitmap, or a binary search in
+the user's sorted items when the bitmap would exceed 256 MiB); a triple still without a
+true negative is masked out. Every interaction is a positive; filter beforehand (e.g. ratings
 ≥ 4) to use only some.
 """
 
@@ -154,8 +155,39 @@ def _is_positive(users: jax.Array, items: jax.Array, aux: dict, steps: int) -> j
     return (lo < aux["indptr"][users + 1]) & (indices[jnp.minimum(lo, last)] == items)
 
 
+#: the largest users × items bitmap (bytes) used for O(1) membership tests of negatives;
+#: beyond it a binary search in the user's sorted items takes over
+BITMAP_BUDGET_BYTES = 256 * 2**20
+
+
+def membership_bitmap(indptr: np.ndarray, indices: np.ndarray, n_items: int) -> np.ndarray:
+    """A flat uint32 bitmap: bit ``i % 32`` of word ``u * W + i // 32`` is set when user
+    ``u`` has item ``i`` (``W = ceil(n_items / 32)``)."""
+    words = -(-n_items // 32)
+    n_users = len(indptr) - 1
+    users = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
+    keys = users * words + (indices.astype(np.int64) >> 5)
+    bits = np.left_shift(np.uint32(1), (indices & 31).astype(np.uint32))
+    out = np.zeros(n_users * words, dtype=np.uint32)
+    if len(keys):
+        order = np.argsort(keys, kind="stable")
+        keys, bits = keys[order], bits[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        out[keys[starts]] = np.bitwise_or.reduceat(bits, starts)
+    return out
+
+
+def _in_bitmap(users: jax.Array, items: jax.Array, aux: dict) -> jax.Array:
+    word = aux["bitmap"][users * aux["words"] + (items >> 5)]
+    return ((word >> (items & 31).astype(jnp.uint32)) & 1).astype(bool)
+
+
 def sample_negatives(key: jax.Array, batch: dict, aux: dict, hyper: dict) -> tuple[dict, jax.Array]:
-    """Draw one negative item per triple (uniform or by popularity), redrawing positives."""
+    """Draw one negative item per triple (uniform or by popularity), redrawing positives.
+
+    Membership is a bitmap lookup (``hyper["membership"] == "bitmap"``) or a binary
+    search in the user's sorted items (``"search"``, for catalogues too large for a bitmap).
+    """
     b = batch["users"].shape[0]
 
     def draw(k: jax.Array) -> jax.Array:
@@ -164,14 +196,18 @@ def sample_negatives(key: jax.Array, batch: dict, aux: dict, hyper: dict) -> tup
             return jnp.searchsorted(aux["cdf"], u, side="right").astype(jnp.int32)
         return jax.random.randint(k, (b,), 0, aux["n_items"], dtype=jnp.int32)
 
+    def positive(neg: jax.Array) -> jax.Array:
+        if hyper.get("membership", "search") == "bitmap":
+            return _in_bitmap(batch["users"], neg, aux)
+        return _is_positive(batch["users"], neg, aux, hyper["search_steps"])
+
     keys = jax.random.split(key, 4)
     neg = draw(keys[0])
     ok = jnp.ones(b, dtype=bool)
     if hyper["verify"]:
         for r in range(1, 4):
-            bad = _is_positive(batch["users"], neg, aux, hyper["search_steps"])
-            neg = jnp.where(bad, draw(keys[r]), neg)
-        ok = ~_is_positive(batch["users"], neg, aux, hyper["search_steps"])
+            neg = jnp.where(positive(neg), draw(keys[r]), neg)
+        ok = ~positive(neg)
     return {"neg": neg}, ok.astype(jnp.float32)
 
 
@@ -230,11 +266,15 @@ class BPR(Recommender):
         aux = {
             "indptr": seen.indptr.astype(np.int32),
             "indices": seen.indices.astype(np.int32) if seen.nnz else np.zeros(1, np.int32),
+            "words": np.int32(-(-train.n_items // 32)),
             "n_items": np.int32(train.n_items),
             "cdf": np.cumsum(pop).astype(np.float32),
             "reg": np.float32(c.reg),
             "reg_bias": np.float32(c.reg_bias),
         }
+        use_bitmap = train.n_users * (-(-train.n_items // 32)) * 4 <= BITMAP_BUDGET_BYTES
+        if use_bitmap and c.verify_negatives:
+            aux["bitmap"] = membership_bitmap(seen.indptr, seen.indices, train.n_items)
         n_batches = -(-len(train) // c.batch_size)
         spec = EngineSpec(
             loss_fn=bpr_loss,
@@ -245,6 +285,7 @@ class BPR(Recommender):
             total_steps=1 if c.schedule == "constant" else int(c.epochs * n_batches),
             hyper=(
                 ("negatives", c.negatives),
+                ("membership", "bitmap" if use_bitmap else "search"),
                 ("search_steps", int(counts.max(initial=1)).bit_length() + 1),
                 ("verify", bool(c.verify_negatives)),
             ),
