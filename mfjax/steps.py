@@ -1049,6 +1049,7 @@ def sweep_view(
         c
         for c in table.columns
         if str(c).startswith("valid_")
+        and "_ci" not in str(c)
         and str(c).removeprefix("valid_").split("@")[0] in _SWEEP_VIEW
     ]
     ordered = [c for c in [first] if c in valid_cols] + [c for c in valid_cols if c != first]

@@ -334,9 +334,10 @@ The split and the trained model from the run folder (or built as `01_prepare` an
 ## 2. Test metrics with confidence intervals
 
 Rating error (RMSE, MAE) on every test rating, and the ranking metrics at several list
-lengths: precision, recall, MAP (denominator `min(K, |relevant|)`), NDCG, hit rate, MRR.
-`n_users` is the number of users the mean is taken over, `n_excluded` those without a
-relevant test item.
+lengths: precision, recall, MAP (denominator `min(K, |relevant|)`), NDCG, hit rate, MRR,
+AUC, plus novelty and catalogue coverage of the lists. `n_users` is the number of users the
+mean is taken over, `n_excluded` those without a relevant test item. The rating model ranks
+by predicted rating; `04_compare` puts these figures next to models built for ranking.
 """),
         code(
             "ks = sorted({1, 5, 10, 20, k})\n"
@@ -460,8 +461,16 @@ test part. The progress and timings in this cell's output vary from run to run.
         md("""
 ## 3. Comparison table
 
-Mean over users (and seeds) with 95% confidence intervals, for the rating metrics (rating
-models only) and the ranking metrics at K.
+Mean over users (and seeds) with 95% confidence intervals, for RMSE (rating models only)
+and the ranking metrics at K.
+
+How to read it: rating models (MF, bias-only, Surprise's SVD) learn to predict the rating
+of items a user chose to rate, and rank the whole catalogue by that prediction; ranking
+models (BPR, iALS, EASE, item-kNN, popularity) learn *which* items users interact with.
+On top-K metrics over the full catalogue the second kind usually wins, often even the bare
+popularity ranking, because what a user rates at all carries most of the signal
+(Cremonesi, Koren & Turrin, 2010). A low RMSE and a good top-K list are different goals;
+the table shows both.
 """),
         code("steps.comparison_table(comparison, k=k).round(4)"),
         md("""
