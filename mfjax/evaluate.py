@@ -183,10 +183,13 @@ def relevance(
     if len(vals) == 0:
         empty = sp.csr_matrix(shape, dtype=np.float64)
         return empty, empty, threshold
-    keys = test.users.astype(np.int64) * split.n_items + test.items
-    _, last = np.unique(keys[::-1], return_index=True)
-    idx = len(keys) - 1 - last
-    u, i, v = test.users[idx], test.items[idx], vals[idx]
+    u, i, v = test.users, test.items, vals
+    probe = sp.csr_matrix((np.ones(len(u), dtype=np.int8), (u, i)), shape=shape)
+    if probe.nnz != len(u):  # duplicate pairs (rare): keep each pair's last row
+        keys = u.astype(np.int64) * split.n_items + i
+        _, last = np.unique(keys[::-1], return_index=True)
+        idx = np.sort(len(keys) - 1 - last)
+        u, i, v = u[idx], i[idx], v[idx]
     if threshold is None:
         keep = np.ones(len(v), dtype=bool)
         grade = np.ones(len(v))
@@ -472,7 +475,7 @@ def evaluate(
     kmax = min(max(ks), split.n_items)
     binary, graded, used_threshold = relevance(split, threshold=threshold)
     n_rel_all = np.diff(binary.indptr)
-    test_users = np.unique(split.test.users).astype(np.int64)
+    test_users = np.flatnonzero(np.bincount(split.test.users, minlength=split.n_users))
     users = test_users[n_rel_all[test_users] > 0]
     n_excluded = int(len(test_users) - len(users))
     n_items = split.n_items
@@ -545,7 +548,7 @@ def evaluate(
     per_user_cols: list[tuple[str, int | None, np.ndarray]] = []
     summary_extra: list[dict] = []
     pop = split.train.item_counts()
-    n_train_users = max(1, int(len(np.unique(split.train.users))))
+    n_train_users = max(1, int(np.count_nonzero(split.train.user_counts())))
     ideal_bin = M.ideal_gains(rel_u, kmax)
     if "ndcg_graded" in mets:
         g_rel = graded[users]
@@ -627,10 +630,12 @@ def evaluate(
     if errors is not None:
         y, p = errors
         tu = split.test.users.astype(np.int64)
-        r_users, inv = np.unique(tu, return_inverse=True)
-        cnt = np.bincount(inv).astype(np.float64)
-        se = np.bincount(inv, weights=(y - p) ** 2)
-        ae = np.bincount(inv, weights=np.abs(y - p))
+        n_u = split.n_users
+        cnt_all = np.bincount(tu, minlength=n_u)
+        r_users = np.flatnonzero(cnt_all)
+        cnt = cnt_all[r_users].astype(np.float64)
+        se = np.bincount(tu, weights=(y - p) ** 2, minlength=n_u)[r_users]
+        ae = np.bincount(tu, weights=np.abs(y - p), minlength=n_u)[r_users]
         vals = np.column_stack([se / cnt, ae / cnt])
         wts = np.column_stack([cnt, cnt])
         rlo, rhi = bootstrap_ci(vals, n_boot=n_boot, level=level, seed=seed, weights=wts)

@@ -232,3 +232,16 @@ def test_no_relevant_item_anywhere_gives_nan_and_a_warning(caplog):
     d = ev.to_metrics_dict(5)
     assert d["precision@5"] is None and "precision@5_ci" not in d
     assert d["rmse"] > 0  # rating metrics do not depend on relevance
+
+
+def test_duplicate_test_pairs_keep_the_last_rating():
+    from mfjax.interactions import IdMap, Interactions
+
+    um, im = IdMap(np.array([7, 8]), name="user"), IdMap(np.array([1, 2, 3]), name="item")
+    train = Interactions(np.array([0, 1]), np.array([0, 0]), np.array([3.0, 3.0]), um, im)
+    test = Interactions(
+        np.array([0, 0, 1, 1]), np.array([1, 1, 2, 2]), np.array([5.0, 2.0, 1.0, 4.0]), um, im
+    )
+    binary, graded, _ = relevance(Split(train=train, test=test), threshold=4.0)
+    assert binary.toarray().tolist() == [[0, 0, 0], [0, 0, 1]]
+    assert graded[1, 2] == 1.0
