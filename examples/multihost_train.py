@@ -104,16 +104,22 @@ def synthetic_shard(
 
 
 def local_grid(shard: dict, *, n_rows: int, width: int, seed: int) -> dict:
-    """The host's interactions, shuffled (seeded), as flat ``n_rows * width`` arrays plus a
-    ``weight`` field (1 real, 0 padding)."""
+    """The host's interactions, shuffled (seeded), packed as the engine's per-example arrays
+    ``{"ints": (n_rows * width, 2) [user, item], "floats": (n_rows * width, 1) [rating]}``.
+
+    The grid is filled up by repeating the host's own interactions (a few appear twice per
+    epoch), so that every host contributes the same number of rows and there is no padding
+    in the middle of the global grid.
+    """
     n = len(shard["users"])
-    if n > n_rows * width:
-        raise ValueError(f"{n} interactions do not fit {n_rows} rows of {width}")
-    perm = np.random.default_rng([seed, 11]).permutation(n)
-    pad = n_rows * width - n
-    out = {k: np.concatenate([v[perm], np.zeros(pad, v.dtype)]) for k, v in shard.items()}
-    out["weight"] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-    return out
+    if n == 0:
+        raise ValueError("this host's shard is empty; give every host some interactions")
+    size = n_rows * width
+    rng = np.random.default_rng([seed, 11])
+    perm = np.concatenate([rng.permutation(n), rng.integers(0, n, max(0, size - n))])[:size]
+    ints = np.stack([shard["users"], shard["items"]], axis=1).astype(np.int32)[perm]
+    floats = shard["values"].astype(np.float32)[perm, None]
+    return {"ints": ints, "floats": floats}
 
 
 def _local_value(x: Any) -> np.ndarray:
@@ -126,61 +132,90 @@ def train_multihost(
 ) -> tuple[dict, list[dict], dict]:
     """Train MF over every process; call it on every process with its own ``shard``.
 
+    Mirrors :meth:`mfjax.models.mf.MF._fit` (same loss, optimizer, initialisation and
+    engine epoch), with the interaction grid assembled from the hosts' shards.
+
     Returns:
-        ``(params, history, extras)``: host numpy tables (padding cut off) and ``mu``, one
-        history row per epoch, and ``extras`` (the global grid and epoch randomness, for
+        ``(params, history, extras)``: the serving parameters as numpy (``user_factors``,
+        ``item_factors``, ``user_bias``, ``item_bias``, ``mu``), one history row per epoch,
+        and ``extras`` (the global grid, spec, aux, initial tables and epoch randomness, for
         checks).
     """
+    import dataclasses
+
     import jax
+    import jax.numpy as jnp
     from jax.experimental import multihost_utils
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from mfjax.models.mf import MF, init_params
-    from mfjax.sharding import DATA_AXIS, TablePlacement, _put, replicated
+    from mfjax.models.mf import MF, init_params, serving_params
+    from mfjax.sharding import DATA_AXIS, MODEL_AXIS, TablePlacement, _put, replicated
     from mfjax.train import init_state, train_epoch
 
+    if len(mesh.local_devices) % mesh.shape[MODEL_AXIS]:
+        raise ValueError(
+            f"the model axis ({mesh.shape[MODEL_AXIS]}) must divide each host's device count "
+            f"({len(mesh.local_devices)}) so that the data axis spans the hosts"
+        )
     n_local = len(shard["users"])
     stats = multihost_utils.process_allgather(
         np.array([n_local, float(shard["values"].sum(dtype=np.float64))])
     ).reshape(-1, 2)
     n_total = int(stats[:, 0].sum())
     mu = np.float32(stats[:, 1].sum() / max(n_total, 1))
-    d_local = len(mesh.local_devices)
-    width = -(-config.batch_size // mesh.shape[DATA_AXIS]) * mesh.shape[DATA_AXIS]
-    rows_local = int(stats[:, 0].max() // width + 1)  # agreed by every host
-    rows_local = -(-rows_local // d_local) * d_local  # each local device gets whole rows
+    d = int(mesh.shape[DATA_AXIS])
+    width = -(-config.batch_size // d) * d
+    d_local = d // jax.process_count()
+    rows_local = -(-int(stats[:, 0].max()) // width)  # agreed by every host
+    rows_local = -(-rows_local // max(d_local, 1)) * max(d_local, 1)
     grid = local_grid(shard, n_rows=rows_local, width=width, seed=config.seed + jax.process_index())
-    data_sharding = NamedSharding(mesh, P(DATA_AXIS))
+    data_sharding = NamedSharding(mesh, P(DATA_AXIS, None))
     data = {k: jax.make_array_from_process_local_data(data_sharding, v) for k, v in grid.items()}
     n_rows = rows_local * jax.process_count()
 
-    spec = MF(config)._spec(n_total)
-    tp = TablePlacement(mesh, n_users=n_users, n_items=n_items)
-    params0 = {
+    spec = dataclasses.replace(MF(config)._spec(n_total), fields=(("users", "items"), ("values",)))
+    rep = replicated(mesh)
+    aux_host = {
+        "mu": mu,
+        "reg": np.float32(config.reg),
+        "reg_bias": np.float32(config.reg_bias),
+        "huber_delta": np.float32(config.huber_delta),
+        "_n": np.int32(n_rows * width),  # no padding: every grid row is real
+    }
+    aux = {k: _put(v, rep) for k, v in aux_host.items()}
+    tables0 = {
         k: np.asarray(v)
         for k, v in init_params(jax.random.PRNGKey(config.seed), config, n_users, n_items).items()
     }
-    placed, layout = tp.place(params0)
+    tp = TablePlacement(mesh, n_users=n_users, n_items=n_items)
+    placed, layout = tp.place(tables0)
     state = init_state(spec, placed)
-    aux = {"mu": _put(mu, replicated(mesh))}
-    history, orders = [], []
+    history, epochs = [], []
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         rng = np.random.default_rng([config.seed, epoch, 7])  # same on every host
         order = rng.permutation(n_rows).astype(np.int32)
         shift = rng.integers(0, n_rows, size=width, dtype=np.int32)
         key = np.asarray(jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch))
-        rep = replicated(mesh)
         state, metrics = train_epoch(
             state, data, aux, _put(order, rep), _put(shift, rep), _put(key, rep), spec=spec
         )
         loss = float(_local_value(metrics["loss"])) / max(float(_local_value(metrics["count"])), 1)
         history.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0})
-        orders.append((order, shift, key))
-    host = tp.gather(state.params, layout)
-    host["mu"] = mu
-    return host, history, {"data": data, "epochs": orders, "spec": spec, "params0": params0}
+        epochs.append((order, shift, key))
+    tables = tp.gather(state.params, layout)
+    params = {k: np.ascontiguousarray(v) for k, v in serving_params(tables, mu).items()}
+    params["mu"] = np.asarray(mu, dtype=np.float32)
+    extras = {
+        "data": data,
+        "spec": spec,
+        "aux": {k: jnp.asarray(v) for k, v in aux_host.items()},
+        "tables0": tables0,
+        "tables": tables,
+        "epochs": epochs,
+    }
+    return params, history, extras
 
 
 def main(argv: list[str] | None = None) -> int:

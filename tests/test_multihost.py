@@ -122,16 +122,20 @@ def _worker(process_id: int, port: int, out_path: str) -> None:
     dev = jax.local_devices()[0]
     full = {k: jax.device_put(to_host(v), dev) for k, v in extras["data"].items()}
     state = init_state(
-        extras["spec"], {k: jax.device_put(v, dev) for k, v in extras["params0"].items()}
+        extras["spec"], {k: jax.device_put(v, dev) for k, v in extras["tables0"].items()}
     )
-    aux = {"mu": jax.device_put(np.float32(trained["mu"]), dev)}
+    aux = {k: jax.device_put(v, dev) for k, v in extras["aux"].items()}
     for order, shift, key in extras["epochs"]:
         state, _ = train_epoch(state, full, aux, order, shift, key, spec=extras["spec"])
     result["mf_max_diff"] = max(
-        float(np.max(np.abs(np.asarray(state.params[k]) - trained[k]))) for k in state.params
+        float(np.max(np.abs(np.asarray(state.params[k]) - extras["tables"][k])))
+        for k in state.params
+    )
+    result["mf_has_serving_params"] = sorted(trained) == sorted(
+        ["user_factors", "item_factors", "user_bias", "item_bias", "mu"]
     )
     result["mf_local_interactions"] = len(shard["users"])
-    result["mf_grid"] = list(to_host(extras["data"]["users"]).shape)
+    result["mf_grid"] = list(to_host(extras["data"]["ints"]).shape)
     result["mf_losses"] = [row["loss"] for row in history]
 
     Path(out_path).write_text(json.dumps(result))
@@ -184,7 +188,7 @@ def test_two_processes_on_loopback(tmp_path):
         assert r["topk_equal"] and r["topk_max_diff"] < 1e-5, r
         assert r["mf_local_interactions"] == 750, r  # each process saw only its half
         assert r["mf_grid"][0] >= 1500, r
-        assert r["mf_max_diff"] < 1e-5, r
+        assert r["mf_max_diff"] < 1e-5 and r["mf_has_serving_params"], r
         assert r["mf_losses"][1] < r["mf_losses"][0], r
 
 
