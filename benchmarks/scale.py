@@ -80,6 +80,16 @@ def synthetic_codes(
     return users, items, ratings
 
 
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
@@ -259,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     meta = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "commit": _git_commit(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "runs": rows,
     }
