@@ -48,6 +48,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -1841,7 +1842,20 @@ def refresh_notebooks(
     bar = _progress(chosen.items(), total=len(chosen), desc="notebooks", enabled=progress)
     for _nb_name, src in bar:
         with atomic_path(src, suffix=".ipynb") as tmp:
-            execute_notebook(src, tmp, None, kernel=kernel, cwd=src.parent, timeout=timeout)
+            # our own kernel, its process chatter in a temporary log (kept and named on failure)
+            fd, name = tempfile.mkstemp(prefix=f"mfjax-{src.stem}-", suffix=".kernel.log")
+            os.close(fd)
+            log = Path(name)
+            km = _WarmKernel(src, kernel, src.parent, log=log).take()
+            try:
+                execute_notebook(
+                    src, tmp, None, kernel=kernel, cwd=src.parent, timeout=timeout, km=km
+                )
+            except NotebookExecutionError as exc:
+                if log.stat().st_size:
+                    exc.args = (f"{exc.args[0]}\n(kernel log: {log})",)
+                raise
+            log.unlink()
             nb = nbformat.read(str(tmp), as_version=4)
             _strip_papermill(nb)
             nbformat.write(nb, str(tmp))
