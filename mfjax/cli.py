@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--name", help="sweep name (the default sweep folder's name)")
     sw.add_argument("--metric", help="column the best point is chosen by (default: valid_rmse)")
     sw.add_argument("--no-tune", action="store_true", help="do not run 05_tune afterwards")
+    sw.add_argument("--overwrite", action="store_true", help="replace a previous sweep folder")
     _common(sw)
 
     params = sub.add_parser(
@@ -255,6 +256,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         no_input=args.no_input,
         html=not args.no_html,
         tune=not args.no_tune,
+        overwrite=args.overwrite,
         reports_root=args.reports,
         progress=not args.quiet,
         timeout=args.timeout,

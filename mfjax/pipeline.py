@@ -1498,6 +1498,7 @@ def sweep(
     reports_root: str | os.PathLike[str] = "reports",
     progress: bool = True,
     timeout: float | None = None,
+    overwrite: bool = False,
 ) -> SweepResult:
     """Run ``02_train`` and ``03_evaluate`` once per grid point and collect one table.
 
@@ -1520,6 +1521,7 @@ def sweep(
         metric: the column the best point is chosen by (default: 05_tune's ``metric``
             parameter, else ``valid_rmse``).
         tune: run ``05_tune`` on the sweep folder when the notebook exists.
+        overwrite: replace a previous sweep in ``sweep_dir`` (otherwise an error).
 
     Returns:
         a :class:`SweepResult`; ``sweep.csv``, ``sweep.parquet`` and ``sweep.json`` are in
@@ -1568,6 +1570,13 @@ def sweep(
     else:
         folder = Path(sweep_dir)
     folder = folder.expanduser().resolve()
+    if (folder / "sweep.yaml").is_file() or (folder / "sweep.json").is_file():
+        if not overwrite:
+            raise ParameterError(
+                f"sweep folder {folder} already holds a sweep (its split and models would be "
+                "reused); pass --overwrite to replace it or choose another --sweep-dir"
+            )
+        shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     started = _now()
     meta: dict[str, Any] = {

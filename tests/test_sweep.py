@@ -128,6 +128,10 @@ def test_sweep_validates_every_grid_value_before_running(tmp_path):
             {"factors": [2, 3]}, executor="dask", sweep_dir=tmp_path / "s", notebooks_dir=FIX
         )
     assert not (tmp_path / "s").exists()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "sweep.yaml").write_text("kind: sweep\n")
+    with pytest.raises(ParameterError, match="already holds a sweep.*--overwrite"):
+        pipeline.sweep({"factors": [2, 3]}, sweep_dir=tmp_path / "s", notebooks_dir=FIX)
 
 
 @pytest.mark.slow
