@@ -530,15 +530,19 @@ def _timestamps(col: pa.ChunkedArray, path: Path, name: str) -> np.ndarray:
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return col.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()
     s = col.to_pandas()
-    parsed = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")
-    bad = parsed.isna().to_numpy()
+    num = pd.to_numeric(s, errors="coerce")
+    parsed = pd.to_datetime(s.where(num.isna()), errors="coerce", utc=True, format="mixed")
+    seconds = ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).fillna(0)
+    seconds = seconds.to_numpy(dtype=np.float64)
+    seconds = np.where(num.notna().to_numpy(), np.floor(num.fillna(0).to_numpy()), seconds)
+    bad = (num.isna() & parsed.isna()).to_numpy()
     if bad.any():
         idx = np.flatnonzero(bad)
         raise DataError(
             f"{path}, column {name!r} (timestamp), data row {idx[0] + 1}: {s.iloc[idx[0]]!r} is "
             f"neither a number of seconds nor a date ({len(idx)} such row(s))"
         )
-    return (parsed.astype("datetime64[s, UTC]").astype("int64")).to_numpy()
+    return seconds.astype(np.int64)
 
 
 def _handle_missing(df: pd.DataFrame, missing: str, where: str, header: bool) -> pd.DataFrame:

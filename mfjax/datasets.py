@@ -665,7 +665,7 @@ def load_item_metadata(
                 meta["genres"] = ["|".join(g for g, f in zip(genre_names, row, strict=True) if f)
                                   for row in flags]  # fmt: skip
         elif spec.items_sep == "::":
-            text = path.read_text(encoding=spec.items_encoding)
+            text = path.read_text(encoding=spec.items_encoding, errors="replace")
             parts = pd.Series(text.splitlines()).str.split("::", n=2, expand=True)
             meta = pd.DataFrame({"item": parts[0].astype(np.int64), "title": parts[1]})
             if parts.shape[1] > 2:

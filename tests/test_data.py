@@ -112,6 +112,11 @@ def test_string_ids_and_date_timestamps(tmp_path):
     assert df.item.tolist() == ["tt001", "tt002"]
     assert df.timestamp.tolist() == [1577836800, 1577966400]
     assert df.timestamp.dtype == np.int64
+    q = _write(tmp_path / "mixed.dat", ["1::2::5::100", "1::3::4::2020-01-01", "2::3::4::99.7"])
+    assert load_interactions(q).timestamp.tolist() == [100, 1577836800, 99]
+    bad = _write(tmp_path / "bad.dat", ["1::2::5::100", "1::3::4::yesterday"])
+    with pytest.raises(DataError, match=r"data row 2: 'yesterday' is neither a number of seconds"):
+        load_interactions(bad)
 
 
 def test_large_integer_ids_fall_back_to_int64(tmp_path):
