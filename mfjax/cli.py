@@ -234,7 +234,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     specs = pipeline.parameter_specs(notebooks)
     grid: dict[str, Any] = {}
     if args.grid:
-        grid.update(pipeline._load_grid_file(args.grid))
+        grid.update(pipeline.load_grid_file(args.grid))
     for name, raw in args.param:
         grid[name] = _grid_values(raw, specs.get(name))
     if not grid:

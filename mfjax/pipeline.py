@@ -47,7 +47,6 @@ import random
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -74,6 +73,7 @@ __all__ = [
     "execute_notebook",
     "expand_grid",
     "find_notebooks",
+    "load_grid_file",
     "load_params_file",
     "parameter_specs",
     "parse_value",
@@ -1428,7 +1428,17 @@ def _best(table: Any, metric: str) -> dict[str, Any] | None:
     return {k: _py(v) for k, v in ok.loc[idx].to_dict().items()}
 
 
-def _load_grid_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_grid_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A sweep grid from YAML: ``name: [values]`` (swept) or ``name: value`` (fixed); the form
+    ``{grid: {...}, params: {...}}`` is also accepted.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "grid.yaml"
+        >>> _ = p.write_text("grid:\n  factors: [8, 16]\nparams:\n  epochs: 5\n")
+        >>> load_grid_file(p)
+        {'epochs': 5, 'factors': [8, 16]}
+    """
     data = load_params_file(path)
     if isinstance(data.get("grid"), dict):  # {grid: {...}, params: {...}} is also accepted
         fixed = data.get("params") or {}
@@ -1877,7 +1887,3 @@ def _strip_papermill(nb: Any) -> None:
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
-
-
-def _cli_env_summary() -> str:  # pragma: no cover - used by the CLI's --version
-    return f"mfjax on Python {sys.version.split()[0]}"

@@ -157,3 +157,17 @@ def test_dataset_path_relative_to_the_shell_reaches_the_kernel(tmp_path, monkeyp
     assert yaml.safe_load((run / "params.yaml").read_text())["params"]["dataset"] == str(data)
     page = (run / "01_prepare.html").read_text(encoding="utf-8")  # --no-input: results only
     assert "train ratings" in page and "np.savez" not in page and "default_rng" not in page
+
+
+def test_sweep_grid_file_is_validated_before_running(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("grid:\n  factors: [2, 4]\n  regg: [0.1, 0.2]\nparams:\n  epochs: 2\n")
+    rc = cli.main(
+        ["sweep", "--grid", str(grid), "--sweep-dir", str(tmp_path / "s"), *_common(tmp_path)]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: unknown parameter 'regg' (did you mean 'reg'?)")
+    assert not (tmp_path / "s").exists()
+    assert pipeline.load_grid_file(grid) == {"epochs": 2, "factors": [2, 4], "regg": [0.1, 0.2]}
+    assert cli.main(["sweep", *_common(tmp_path)]) == 2
+    assert "a sweep needs a grid" in capsys.readouterr().err
