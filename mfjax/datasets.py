@@ -9,6 +9,8 @@
   checksum and unpacks them into ``data/raw/<name>/``. Offline and absent, it raises a
   :class:`~mfjax.exceptions.DataError` that says which file to put where.
 * :func:`load_item_metadata` gives ``item, title[, genres]`` for the sets that have it.
+* :func:`load_interactions` (the same function as :func:`mfjax.data.load_interactions`)
+  dispatches ``"synthetic"``, a dataset name, or a file path.
 
 Checksums: SHA-256 and sizes of the GroupLens archives are those published in TensorFlow
 Datasets' ``url_checksums/movielens.txt`` (ml-100k, ml-1m, ml-20m, ml-25m,
@@ -36,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mfjax._io_utils import atomic_path
+from mfjax.data import load_interactions, read_interactions
 from mfjax.exceptions import DataError
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "DatasetSpec",
     "dataset_path",
     "load_dataset",
+    "load_interactions",
     "load_item_metadata",
     "synthetic",
 ]
@@ -620,8 +624,6 @@ def load_dataset(name: str, *, download: bool = True, verify: bool = True) -> pd
         >>> len(df), df.user.nunique(), df.item.nunique()  # doctest: +SKIP
         (100000, 943, 1682)
     """
-    from mfjax.data import read_interactions
-
     spec = _spec(name)
     path = dataset_path(name, download=download, verify=verify)
     names = dict(zip(("user", "item", "rating", "timestamp"), spec.names, strict=True))
