@@ -506,7 +506,7 @@ def _table(
     g = summ.groupby(["model", "metric", "k_key"], sort=False)
     table = g.agg(
         mean=("mean", "mean"),
-        seed_std=("mean", lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else np.nan),
+        seed_std=("mean", _seed_std),
         ci_low=("ci_low", "mean"),
         ci_high=("ci_high", "mean"),
         n_users=("n_users", "max"),
@@ -533,6 +533,14 @@ def _table(
         + ["mean", "seed_std", "ci_low", "ci_high", "n_users", "fit_seconds", "eval_seconds"]
         + ["external", "baseline"]
     ]
+
+
+def _seed_std(x: pd.Series) -> float:
+    """Sample standard deviation across seeds; exactly 0 when every seed agrees."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 2:
+        return np.nan
+    return 0.0 if np.all(x == x[0]) else float(np.std(x, ddof=1))
 
 
 def _best(table: pd.DataFrame, bases: list[str], metric: str, k: int | None) -> str | None:
