@@ -623,17 +623,30 @@ def validate(
 class CleaningReport:
     """What each preprocessing step did: one entry per step, in order.
 
-    ``to_frame()`` gives a table ``step, rows_before, rows_after, removed, detail`` that a
-    notebook displays as is.
+    ``to_frame()`` gives a table ``step, rows_before, rows_after, removed, users_removed,
+    items_removed, detail`` that a notebook displays as is.
     """
 
     steps: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, step: str, before: int, after: int, detail: str = "", **extra: Any) -> None:
-        self.steps.append(
-            {"step": step, "rows_before": int(before), "rows_after": int(after),
-             "removed": int(before - after), "detail": detail, **extra}
-        )  # fmt: skip
+    def add(
+        self,
+        step: str,
+        before: pd.DataFrame | int,
+        after: pd.DataFrame | int,
+        detail: str = "",
+        **extra: Any,
+    ) -> None:
+        """Record a step; with frames, the users and items it removed are counted too."""
+        entry: dict[str, Any] = {"step": step}
+        if isinstance(before, pd.DataFrame) and isinstance(after, pd.DataFrame):
+            nb, na = len(before), len(after)
+            entry["users_removed"] = int(before["user"].nunique() - after["user"].nunique())
+            entry["items_removed"] = int(before["item"].nunique() - after["item"].nunique())
+        else:
+            nb, na = int(before), int(after)  # type: ignore[arg-type]
+        entry.update(rows_before=nb, rows_after=na, removed=nb - na, detail=detail, **extra)
+        self.steps.append(entry)
 
     def extend(self, other: CleaningReport) -> None:
         self.steps.extend(other.steps)
@@ -643,8 +656,10 @@ class CleaningReport:
         return int(sum(s["removed"] for s in self.steps))
 
     def to_frame(self) -> pd.DataFrame:
-        cols = ["step", "rows_before", "rows_after", "removed", "detail"]
-        return pd.DataFrame([{k: s[k] for k in cols} for s in self.steps], columns=cols)
+        cols = ["step", "rows_before", "rows_after", "removed", "users_removed", "items_removed",
+                "detail"]  # fmt: skip
+        rows = [{k: s.get(k, 0) for k in cols} for s in self.steps]
+        return pd.DataFrame(rows, columns=cols)
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": [dict(s) for s in self.steps], "removed": self.removed}
@@ -714,8 +729,8 @@ def clean(
             f"{int(bad.sum())} row(s) have a missing id, timestamp or a missing/non-finite "
             f"rating (rows {rows}); pass missing='drop' to drop them"
         )
-    out = out.loc[~bad]
-    report.add("missing values", n0, len(out), "rows with a missing id/time or NaN/inf rating")
+    prev, out = out, out.loc[~bad]
+    report.add("missing values", prev, out, "rows with a missing id/time or NaN/inf rating")
 
     # rating scale
     if scale is not None:
@@ -724,7 +739,7 @@ def clean(
             raise ValueError(f"scale must be (low, high) with low < high; got {scale!r}")
         r = out["rating"].to_numpy(dtype=np.float64)
         outside = (r < lo) | (r > hi)
-        n1 = len(out)
+        prev = out
         if outside.any():
             if out_of_scale == "raise":
                 rows = out.index[np.flatnonzero(outside)[:5]].tolist()
@@ -739,14 +754,14 @@ def clean(
                 out = out.assign(rating=np.clip(r, lo, hi))
         report.add(
             "rating scale",
-            n1,
-            len(out),
+            prev,
+            out,
             f"{int(outside.sum())} rating(s) outside [{lo:g}, {hi:g}]: {out_of_scale}",
             outside=int(outside.sum()),
         )
 
     # duplicates
-    n2 = len(out)
+    prev = out
     pair_dup = out.duplicated(["user", "item"], keep=False).to_numpy()
     n_pairs = (
         int(out.loc[pair_dup, ["user", "item"]].drop_duplicates().shape[0]) if pair_dup.any() else 0
@@ -770,8 +785,8 @@ def clean(
             out = g
     report.add(
         "duplicates",
-        n2,
-        len(out),
+        prev,
+        out,
         f"{n_pairs} repeated (user, item) pair(s): keep {duplicates}",
         duplicate_pairs=n_pairs,
     )
@@ -821,8 +836,8 @@ def k_core(
     out.attrs = dict(df.attrs)
     report.add(
         "k-core",
-        len(df),
-        len(out),
+        df,
+        out,
         f"users >= {min_user}, items >= {min_item} interactions ({rounds} round(s)); "
         f"users {len(np.unique(u))} -> {out['user'].nunique()}, items {len(np.unique(i))} -> "
         f"{out['item'].nunique()}",
@@ -969,15 +984,15 @@ def prepare(
         df = source
     else:
         df = load_interactions(source, missing="keep", **load_options)
-    report.add("load", len(df), len(df), str(df.attrs.get("source", "DataFrame")))
+    report.add("load", df, df, str(df.attrs.get("source", "DataFrame")))
     out, rep = clean(
         df, duplicates=duplicates, missing=missing, scale=scale, out_of_scale=out_of_scale
     )
     report.extend(rep)
     if implicit:
-        n = len(out)
+        prev = out
         out = to_implicit(out, threshold=threshold, weights=weights, alpha=alpha)
-        report.add("implicit", n, len(out), f"rating >= {threshold} -> {weights} weights")
+        report.add("implicit", prev, out, f"rating >= {threshold} -> {weights} weights")
     if min_user_ratings > 1 or min_item_ratings > 1:
         out, rep = k_core(out, min_user=min_user_ratings, min_item=min_item_ratings)
         report.extend(rep)

@@ -337,6 +337,15 @@ def test_prepare_reports_each_step(dup_frame):
     # (1, 5) keeps its latest rating 2.0, below the threshold; (2, 7) is NaN
     assert t.rows_after.iloc[-1] == len(out) == 2
     assert (t.rows_before - t.rows_after == t.removed).all()
+    # users/items that lost all their rows: (2, 7) is NaN but user 2 keeps (2, 6); item 5
+    # and user 1 go with the implicit threshold
+    assert t.set_index("step").loc[
+        "missing values", ["users_removed", "items_removed"]
+    ].tolist() == [0, 1]
+    assert t.set_index("step").loc["implicit", ["users_removed", "items_removed"]].tolist() == [
+        1,
+        1,
+    ]
     assert set(out.rating) == {1.0}
     assert "<table" in rep._repr_html_()
 
