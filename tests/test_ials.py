@@ -338,3 +338,21 @@ def test_movielens_100k_quality() -> None:
     p10 = float(np.mean(metrics.precision_at_k(gains, 10)))
     n10 = float(np.nanmean(metrics.ndcg_at_k(gains, metrics.ideal_gains(rel, 10), 10)))
     assert p10 >= 0.156 and n10 >= 0.232, (p10, n10)
+
+
+def test_divergence_raises_model_fit_error_naming_the_iteration(monkeypatch) -> None:
+    from mfjax.exceptions import ModelFitError
+    from mfjax.models import ials as ials_module
+
+    calls = []
+
+    def diverging(x, y, *args, **kwargs):
+        calls.append(1)
+        loss = 1.0 if len(calls) < 3 else float("nan")
+        return x, y, jnp.float32(loss)
+
+    monkeypatch.setattr(ials_module, "ials_iteration", diverging)
+    model = IALS(factors=4, iterations=5, **SMALL)
+    with pytest.raises(ModelFitError, match="iteration 3"):
+        model.fit(block_fixture(seed=0))
+    assert model.params_ is None  # nothing half-trained is kept
