@@ -153,7 +153,14 @@ def run_subprocess(code: str, *, timeout: float = 900) -> dict:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory in MiB (Linux ``ru_maxrss`` is in KiB)."""
+    """This process's peak resident memory in MiB: ``VmHWM`` from ``/proc/self/status``
+    (reset by ``exec``, unlike ``ru_maxrss``, which Linux carries over from the parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

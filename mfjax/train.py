@@ -196,7 +196,7 @@ def _sparse_apply(
     return table, opt_state
 
 
-@partial(jax.jit, static_argnames=("spec",))
+@partial(jax.jit, static_argnames=("spec",), donate_argnames=("state",))
 def train_epoch(
     state: TrainState,
     data: dict[str, jax.Array],
@@ -221,7 +221,9 @@ def train_epoch(
         spec: the static :class:`EngineSpec`.
 
     Returns:
-        ``(state, {"loss": summed loss, "count": examples})``.
+        ``(state, {"loss": summed loss, "count": examples})``. The input ``state`` is
+        donated (its buffers are reused for the output, so an epoch never copies the
+        tables); do not use it after the call.
     """
     n_batches = order.shape[0]
     width = shift.shape[0]
