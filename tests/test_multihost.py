@@ -142,6 +142,7 @@ def _worker(process_id: int, port: int, out_path: str) -> None:
     jax.distributed.shutdown()
 
 
+@pytest.mark.slow
 def test_two_processes_on_loopback(tmp_path):
     port = _free_port()
     env = dict(os.environ)

@@ -98,6 +98,7 @@ def test_place_batches_rejects_indivisible_batch():
     assert sum(per_device_bytes(out).values()) == 2 * 6 * 4
 
 
+@pytest.mark.slow
 def test_sharded_suite():
     """Run the 4-device tests of this file in one subprocess (the device count is fixed
     at jax's import, so it cannot change inside this process)."""
