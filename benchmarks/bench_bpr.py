@@ -39,7 +39,7 @@ from mfjax.models.baselines import Popularity  # noqa: E402
 from mfjax.models.bpr import BPR  # noqa: E402
 
 FACTORS = 64
-SGD = {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": 4096}
+SGD = {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": 16384}
 
 
 def _implicit_bpr(**kw):

@@ -50,11 +50,11 @@ def test_no_recompilation_after_first_epoch() -> None:
     def callback(epoch: int, row: dict) -> None:
         after_first["flag"] = epoch >= 1
 
-    df = _ratings()
-    valid = df.sample(200, random_state=0)
+    df = _ratings(0, n=1700)  # every fit in this module trains on 1,500 rows: equal shapes
+    train, valid = df.iloc[:1500], df.iloc[1500:]
     monitoring.register_event_duration_secs_listener(listener)
     try:
-        m = _mf(epochs=5, factors=3).fit(df.drop(index=valid.index), valid=valid, callback=callback)
+        m = _mf(epochs=5, factors=3).fit(train, valid=valid, callback=callback)
     finally:
         monitoring.unregister_event_duration_listener(listener)
     assert len(m.history_) == 5
@@ -141,9 +141,8 @@ def test_schedules() -> None:
 
 # ---------------------------------------------------------------------------- stopping rules
 def test_early_stopping_restores_best_params() -> None:
-    df = _ratings(1)
-    valid = df.sample(300, random_state=1)
-    train = df.drop(index=valid.index)
+    df = _ratings(1, n=1800)
+    train, valid = df.iloc[:1500], df.iloc[1500:]
     # a high learning rate and no regularisation overfit quickly: validation RMSE rises
     kw = {
         "factors": 16,
@@ -231,9 +230,8 @@ def test_learning_curves_plot_draws_the_history() -> None:
 
     from mfjax.plots.training import history_frame, learning_curves_plot
 
-    df = _ratings(7)
-    valid = df.sample(200, random_state=2)
-    m = _mf(epochs=4).fit(df.drop(index=valid.index), valid=valid)
+    df = _ratings(7, n=1700)
+    m = _mf(epochs=4).fit(df.iloc[:1500], valid=df.iloc[1500:])
     tidy = history_frame({"mf": m})
     assert set(tidy["series"]) == {"loss", "valid_rmse"} and len(tidy) == 8
     fig = learning_curves_plot({"mf": m})
