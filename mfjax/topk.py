@@ -4,8 +4,9 @@ The scorer is a pure function ``score_fn(params, user_codes) -> scores[b, n_item
 module jits ``scores -> mask -> lax.top_k`` per block of users, so the full users × items
 score matrix is never materialised. The block size follows a memory budget (scores, their
 masked copy and a boolean mask per user), so that 100,000 users × 100,000 items runs in a
-few hundred MiB. Blocks are dispatched asynchronously: the host builds the next block's
-mask while the device ranks the previous one.
+few hundred MiB. Blocks are dispatched asynchronously, at most two in flight: the host
+builds the next block's mask and collects the previous block's result while the device
+ranks the current one.
 
 Example:
     >>> import jax.numpy as jnp
@@ -188,14 +189,20 @@ def top_k_blocked(
         return out_items, out_scores
     limit = block_size or block_size_for(n_items, memory_budget_bytes=memory_budget_bytes)
     bs = _balanced_block(n, int(limit)) if block_size is None else int(block_size)
-    pending = []
-    for start, b, users_p, mask in _iter_blocks(user_codes, n_items, exclude, bs):
-        vals, idx = _block_topk(score_fn, params, users_p, mask, allowed_j, k_eff)
-        pending.append((start, b, vals, idx))  # dispatched; collected below
-    for start, b, vals, idx in pending:
+
+    def collect(start: int, b: int, vals: jax.Array, idx: jax.Array) -> None:
         vals = np.asarray(vals)[:b]
         idx = np.asarray(idx)[:b].astype(np.int64)
         idx[~np.isfinite(vals)] = -1
         out_items[start : start + b] = idx
         out_scores[start : start + b] = vals
+
+    pending = None  # at most two blocks in flight: memory stays within two budgets
+    for start, b, users_p, mask in _iter_blocks(user_codes, n_items, exclude, bs):
+        vals, idx = _block_topk(score_fn, params, users_p, mask, allowed_j, k_eff)
+        if pending is not None:
+            collect(*pending)  # the previous block, while this one runs
+        pending = (start, b, vals, idx)
+    if pending is not None:
+        collect(*pending)
     return out_items, out_scores
