@@ -387,6 +387,19 @@ def compare(
     p_k = int(p_k) if p_k else None
     if p_k is not None and p_k not in ks:
         ks = tuple(sorted({*ks, p_k}))
+    from mfjax.evaluate import DEFAULT_METRICS, GLOBAL_METRICS, RANKING_METRICS
+
+    known = RANKING_METRICS + GLOBAL_METRICS
+    if p_metric not in known or p_metric not in (metrics or DEFAULT_METRICS):
+        raise ValueError(
+            f"primary must name a computed metric, like 'ndcg@10' or 'auc'; got {primary!r} "
+            f"(metrics computed: {list(metrics or DEFAULT_METRICS)})"
+        )
+    choices = train_on.values() if isinstance(train_on, Mapping) else [train_on]
+    bad = [c for c in choices if c not in ("auto", "all", "positives")]
+    if bad:
+        raise ValueError(f"train_on must be 'auto', 'all' or 'positives'; got {bad}")
+    titles = _titles(metadata)  # a bad metadata frame fails before any training
     skipped: dict[str, str] = {}
     if models is None:
         factories, skipped = default_roster(external=external)
@@ -411,10 +424,6 @@ def compare(
             continue
         model = factories[name](seed)
         choice = train_on.get(name, "auto") if isinstance(train_on, Mapping) else train_on
-        if choice not in ("auto", "all", "positives"):
-            raise ValueError(
-                f"train_on for {name!r} must be 'auto', 'all' or 'positives'; got {choice!r}"
-            )
         is_rating = getattr(model, "kind", "ranking") == "rating"
         use_pos = explicit and (choice == "positives" or (choice == "auto" and not is_rating))
         data = train_pos if use_pos else split.train
@@ -466,7 +475,6 @@ def compare(
     base_names = sorted(set(table.loc[table["baseline"], "model"]))
     best = _best(table, base_names, p_metric, p_k)
     sig = _significance(per_user, done, best, p_k if p_k is not None else ks[0], alpha)
-    titles = _titles(metadata)
     examples, liked = _examples(
         evaluations, split, done, seeds[0], n_examples, example_k, titles, threshold, seed=seeds[0]
     )

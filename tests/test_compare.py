@@ -286,3 +286,21 @@ def test_same_seeds_same_comparison(split):
     assert set(s1["baseline"]) == {"noisy"}
     with pytest.raises(ValueError, match="not among the models run"):
         compare({"oracle": Oracle}, split, k=5, primary="ndcg@5", baseline="ghost", n_boot=10)
+
+
+def test_bad_arguments_fail_before_any_training(split):
+    calls = []
+
+    def factory(seed):
+        calls.append(seed)
+        return Oracle(seed=seed)
+
+    with pytest.raises(ValueError, match="primary must name a computed metric"):
+        compare({"o": factory}, split, primary="accuracy@10")
+    with pytest.raises(ValueError, match="train_on"):
+        compare({"o": factory}, split, train_on="some")
+    from mfjax.exceptions import DataError
+
+    with pytest.raises(DataError, match="'item' and 'title'"):
+        compare({"o": factory}, split, metadata=pd.DataFrame({"movie": [1], "name": ["x"]}))
+    assert calls == []
