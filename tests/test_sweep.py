@@ -177,3 +177,11 @@ def test_split_grid_swept_fixed_and_list_parameters():
     assert swept == {"roster": [["mf"], ["mf", "bias"]]} and fixed == {"factors": 4}
     with pytest.raises(ParameterError, match="must be >= 0; got -1.0"):
         _split_grid({"reg": [0.1, -1.0]}, specs)
+
+
+def test_dask_executor_without_the_cluster_extra_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(ParameterError, match=r"pip install 'mfjax\[cluster\]'"):
+        pipeline._dask_points([], "tcp://127.0.0.1:8786", lambda result: None)
