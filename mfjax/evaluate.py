@@ -283,28 +283,39 @@ def _auc_rows(scores: np.ndarray, mask: np.ndarray, positives: sp.csr_matrix) ->
     Candidates are the unmasked items; positives are the user's relevant items among them.
     ``AUC = (sum of the positives' average ranks - P(P+1)/2) / (P N)``, the average rank
     of a positive being ``#candidates below + (#candidates tied + 1) / 2``. XLA's CPU sort
-    is slow, so rows are sorted with numpy.
+    is slow, so rows are sorted with numpy; each row then needs one ``searchsorted`` for
+    its positives' scores and their float successors (``nextafter``: the "right" side).
     """
-    n_items = scores.shape[1]
+    b, n_items = scores.shape
     n_masked = mask.sum(axis=1)
     ordered = np.sort(scores, axis=1)  # masked items (-inf) come first in each row
-    out = np.full(scores.shape[0], np.nan)
-    indptr, indices = positives.indptr, positives.indices
-    for r in range(scores.shape[0]):
-        items = indices[indptr[r] : indptr[r + 1]]
-        if len(items) == 0:
-            continue
-        items = items[~mask[r, items]]
-        n_pos = len(items)
-        n_neg = n_items - n_masked[r] - n_pos
-        if n_pos == 0 or n_neg <= 0:
-            continue
-        ps = scores[r, items]
-        left = np.searchsorted(ordered[r], ps, side="left")
-        right = np.searchsorted(ordered[r], ps, side="right")
-        ranks = (left - n_masked[r]) + (right - left + 1) / 2.0
-        out[r] = (ranks.sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-    return out
+    counts = np.diff(positives.indptr)
+    prow = np.repeat(np.arange(b), counts)
+    pitem = positives.indices
+    ok = ~mask[prow, pitem]
+    prow, pitem = prow[ok], pitem[ok]
+    ps = scores[prow, pitem]
+    n_pos = np.bincount(prow, minlength=b)
+    starts = np.concatenate([[0], np.cumsum(n_pos)])
+    # per row: [its positives' scores, their successors], so one search answers both sides
+    within = np.arange(len(ps)) - starts[prow]
+    at_ps = 2 * starts[prow] + within
+    at_up = at_ps + n_pos[prow]
+    queries = np.empty(2 * len(ps), dtype=scores.dtype)
+    queries[at_ps] = ps
+    queries[at_up] = np.nextafter(ps, np.asarray(np.inf, dtype=scores.dtype))
+    found = np.empty(2 * len(ps), dtype=np.int64)
+    for r in np.flatnonzero(n_pos):
+        lo, hi = 2 * starts[r], 2 * starts[r + 1]
+        found[lo:hi] = np.searchsorted(ordered[r], queries[lo:hi])
+    left, right = found[at_ps], found[at_up]
+    ranks = (left - n_masked[prow]) + (right - left + 1) / 2.0
+    rank_sum = np.bincount(prow, weights=ranks, minlength=b)
+    n_pos = n_pos.astype(np.float64)
+    n_neg = (n_items - n_masked) - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
 def _fast_rank(
