@@ -245,3 +245,22 @@ def test_duplicate_test_pairs_keep_the_last_rating():
     binary, graded, _ = relevance(Split(train=train, test=test), threshold=4.0)
     assert binary.toarray().tolist() == [[0, 0, 0], [0, 0, 1]]
     assert graded[1, 2] == 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_blocked_auc_equals_the_rank_formula(seed):
+    import scipy.sparse as sp
+
+    from mfjax.evaluate import _auc_rows
+    from mfjax.metrics import auc_from_scores
+
+    rng = np.random.default_rng(seed)
+    b, n = 40, 60
+    scores = rng.integers(0, 4, size=(b, n)).astype(np.float32)  # many ties
+    mask = rng.random((b, n)) < 0.2
+    pos = (rng.random((b, n)) < 0.1) | (rng.random((b, n)) < 0.05) & mask  # some masked
+    pos[0] = False  # a user without positives
+    got = _auc_rows(np.where(mask, -np.inf, scores), mask, sp.csr_matrix(pos))
+    ref = auc_from_scores(scores, pos, ~mask)
+    np.testing.assert_allclose(got, ref, equal_nan=True)
+    assert np.isnan(got[0])
