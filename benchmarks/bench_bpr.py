@@ -3,7 +3,8 @@
 ``python benchmarks/bench_bpr.py [--quick]`` or through ``benchmarks/run.py``:
 
 1. **Throughput** on 1 M synthetic pairs (6,040 × 3,706, k = 64, all pairs positive,
-   equal epochs): mfjax BPR (defaults, and plain SGD with larger batches) against
+   equal epochs): mfjax BPR (defaults: plain SGD, batches of 16,384; and adam, batches of
+   1,024) against
    ``implicit.cpu.bpr.BayesianPersonalizedRanking`` (``OPENBLAS_NUM_THREADS=1``, all
    cores, as its documentation recommends). One epoch = one sampled triple per training
    pair on both sides. Ours: median per-epoch wall time after the compiling epoch (from
@@ -39,7 +40,8 @@ from mfjax.models.baselines import Popularity  # noqa: E402
 from mfjax.models.bpr import BPR  # noqa: E402
 
 FACTORS = 64
-SGD = {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": 16384}
+#: the previous default (better by ~0.005 P@10 on ML-100k, ~7x slower per epoch)
+ADAM = {"optimizer": "adam", "learning_rate": 0.005, "batch_size": 1024}
 
 
 def _implicit_bpr(**kw):
@@ -53,7 +55,7 @@ def throughput(n: int, *, epochs: int, repeats: int) -> tuple[list[dict], dict]:
     train = Interactions.from_frame(df, value=None)
     csr = train.csr(binary=True)
     times = {}
-    for name, kw in (("default", {}), ("sgd", SGD)):
+    for name, kw in (("default", {}), ("adam", ADAM)):
         m = BPR(factors=FACTORS, epochs=epochs, seed=0, **kw).fit(train)
         times[name] = float(np.median(m.history_["seconds"].to_numpy()[1:]))
     peer = []
@@ -63,6 +65,7 @@ def throughput(n: int, *, epochs: int, repeats: int) -> tuple[list[dict], dict]:
         model.fit(csr, show_progress=False)
         peer.append((time.perf_counter() - t0) / epochs)
     times["implicit"] = float(np.median(peer))
+    c = BPR.Config()
     thr = {k: len(train) / v for k, v in times.items()}
     label = f"synthetic {n / 1e6:g}M"
     rows = [
@@ -78,17 +81,17 @@ def throughput(n: int, *, epochs: int, repeats: int) -> tuple[list[dict], dict]:
         for name, note in (
             (
                 "default",
-                f"mfjax defaults (adam, batch {BPR.Config().batch_size}); {epochs} epochs each",
+                f"mfjax defaults ({c.optimizer} lr {c.learning_rate}, batch {c.batch_size}); {epochs} epochs each",
             ),
             (
-                "sgd",
-                f"plain sgd lr {SGD['learning_rate']}, batch {SGD['batch_size']}; {epochs} epochs each",
+                "adam",
+                f"adam lr {ADAM['learning_rate']}, batch {ADAM['batch_size']}; {epochs} epochs each",
             ),
         )
     ]
     summary = {
         "bpr_vs_implicit_throughput": thr["default"] / thr["implicit"],
-        "bpr_sgd_vs_implicit_throughput": thr["sgd"] / thr["implicit"],
+        "bpr_adam_vs_implicit_throughput": thr["adam"] / thr["implicit"],
         "bpr_seconds_per_epoch": times,
     }
     return rows, summary

@@ -43,9 +43,13 @@ __all__ = ["BPR", "BPRConfig", "bpr_loss"]
 class BPRConfig:
     """Hyperparameters of :class:`BPR`.
 
-    The defaults (adam, lr 0.005, reg 0.01, 40 epochs, k = 64) reach P@10 ≈ 0.20 and
-    NDCG@10 ≈ 0.28 on MovieLens 100k (ratings ≥ 4 as positives, per-user random 80/20,
-    training items excluded; see ``benchmarks/bench_bpr.py``).
+    The defaults (plain sgd, lr 0.05, minibatches of 16,384 triples, reg 0.01, 60 epochs,
+    k = 64) reach P@10 ≈ 0.196 and NDCG@10 ≈ 0.270 on MovieLens 100k (ratings ≥ 4 as
+    positives, per-user random 80/20, training items excluded; implicit's BPR: 0.149 /
+    0.211) and are the fastest configuration measured (large minibatches amortise the
+    per-step overhead; the loss is summed, so each triple keeps its own SGD step size).
+    ``optimizer='adam', learning_rate=0.005, batch_size=1024, epochs=40`` reaches 0.200 /
+    0.276 at about a seventh of the throughput (see ``benchmarks/bench_bpr.py``).
 
     Attributes:
         factors: latent dimension k.
@@ -71,13 +75,13 @@ class BPRConfig:
     """
 
     factors: int = 64
-    epochs: int = 40
-    optimizer: Any = "adam"
-    learning_rate: float = 0.005
+    epochs: int = 60
+    optimizer: Any = "sgd"
+    learning_rate: float = 0.05
     schedule: str = "constant"
     reg: float = 0.01
     reg_bias: float = 0.01
-    batch_size: int = 1024
+    batch_size: int = 16384
     init_std: float = 0.01
     negatives: str = "uniform"
     popularity_alpha: float = 0.75
