@@ -247,13 +247,19 @@ class ImplicitALS(_ImplicitBase):
 
 @dataclass(frozen=True)
 class ImplicitBPRConfig:
-    """implicit's BPR hyperparameters (its own names and defaults, but 64 factors)."""
+    """implicit's BPR hyperparameters (its own names and defaults, but 64 factors).
+
+    ``num_threads`` defaults to 1: implicit's multi-threaded BPR is Hogwild SGD, whose
+    result changes from run to run even with the same seed. ``0`` uses every core
+    (faster, not reproducible).
+    """
 
     factors: int = 64
     learning_rate: float = 0.01
     regularization: float = 0.01
     iterations: int = 100
     seed: int = 0
+    num_threads: int = 1
 
 
 class ImplicitBPR(_ImplicitBase):
@@ -275,6 +281,7 @@ class ImplicitBPR(_ImplicitBase):
             learning_rate=c.learning_rate,
             regularization=c.regularization,
             iterations=c.iterations,
+            num_threads=c.num_threads,
             random_state=c.seed,
         )
 

@@ -208,6 +208,8 @@ def test_implicit_bpr_adapter_matches_implicit(split):
     train = split.train.csr()
     for u in range(5):  # no training item comes back
         assert not set(raw[u]) & set(train[u].indices)
+    again = ImplicitBPR(factors=8, iterations=5, seed=0).fit(split)  # same seed, same model
+    np.testing.assert_array_equal(again.model_.item_factors, model.model_.item_factors)
 
 
 def test_surprise_svd_adapter_predicts_like_surprise(split):
