@@ -10,7 +10,8 @@ The model minimises, over user factors ``X`` and item factors ``Y``,
 with preference ``p_ui = 1`` where the interaction value ``r_ui > 0`` (0 elsewhere) and
 confidence ``c_ui = 1 + alpha * r_ui`` (``confidence="linear"``) or
 ``c_ui = 1 + alpha * log(1 + r_ui / epsilon)`` (``confidence="log"``); unobserved cells have
-``c = 1, p = 0``. Each half-iteration solves, for every row at once,
+``c = 1, p = 0`` (duplicate pairs are summed first; stored zeros count as unobserved).
+Each half-iteration solves, for every row at once,
 
 .. math::
 
