@@ -315,6 +315,7 @@ def test_mfjax_run_end_to_end_on_the_real_notebooks(tmp_path):
     """`mfjax run` over notebooks/ with small non-default parameters: metrics.json, params
     that flowed into the trained model, and self-contained HTML with no error output."""
     _real_notebooks()
+    import mfjax.models.mf  # noqa: F401  (registers 'mf' for load)
     from mfjax import cli, report
     from mfjax.models.base import load
 
