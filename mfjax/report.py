@@ -34,7 +34,7 @@ from mfjax._io_utils import write_text_atomic
 __all__ = ["build_index", "export_html", "external_references", "HEADLINE_METRICS"]
 
 #: metrics shown for each model in the index, when present
-HEADLINE_METRICS: tuple[str, ...] = ("rmse", "precision@10", "ndcg@10", "map@10", "fit_seconds")
+HEADLINE_METRICS: tuple[str, ...] = ("rmse", "precision@10", "ndcg@10", "map@10")
 
 _TOC_MARK = "<!--mfjax-toc-->"
 _TEMPLATE = r"""{%- extends 'index.html.j2' -%}
@@ -275,19 +275,31 @@ def _entries(root: Path) -> list[dict[str, Any]]:
 
 
 def _metrics_cell(metrics: Mapping[str, Any]) -> str:
-    models = metrics.get("models") or {}
-    lines = []
+    """A compact table: one row per model, one column per headline metric it has."""
+    models = {m: v for m, v in (metrics.get("models") or {}).items() if isinstance(v, dict)}
+    cols = [
+        m
+        for m in HEADLINE_METRICS
+        if any(isinstance(v.get(m), (int, float)) for v in models.values())
+    ]
+    if not cols:
+        return "—"
+    head = "".join(f"<th>{_html.escape(c)}</th>" for c in cols)
+    rows = []
     for model, values in models.items():
-        if not isinstance(values, dict):
-            continue
-        shown = [
-            f"{m} {values[m]:.4f}"
-            for m in HEADLINE_METRICS
-            if isinstance(values.get(m), (int, float))
-        ]
-        if shown:
-            lines.append(f"<b>{_html.escape(model)}</b>: {_html.escape(', '.join(shown))}")
-    return "<br>".join(lines) or "—"
+        cells = "".join(
+            f"<td>{values[c]:.4f}</td>" if isinstance(values.get(c), (int, float)) else "<td></td>"
+            for c in cols
+        )
+        rows.append(f"<tr><th>{_html.escape(model)}</th>{cells}</tr>")
+    return f'<table class="metrics"><tr><th>model</th>{head}</tr>{"".join(rows)}</table>'
+
+
+def _dataset_cell(dataset: Any) -> str:
+    text = "" if dataset is None else str(dataset)
+    if "/" in text or os.sep in text:
+        return f'<span title="{_html.escape(text)}">{_html.escape(Path(text).name)}</span>'
+    return _html.escape(text)
 
 
 def _links(folder: Path, root: Path) -> str:
@@ -349,7 +361,7 @@ def build_index(
                 "<tr>"
                 f'<td><a href="{_html.escape(rel)}/">{_html.escape(rel)}</a></td>'
                 f"<td>{entry['kind']}</td>"
-                f"<td>{_html.escape(str(info.get('dataset', '')))}</td>"
+                f"<td>{_dataset_cell(info.get('dataset'))}</td>"
                 f"<td>{_html.escape(str(info.get('date', '')).replace('T', ' '))}</td>"
                 f"<td>{_html.escape(str(status))}</td>"
                 f"<td>{metrics}</td>"
@@ -371,6 +383,9 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
 table {{ border-collapse: collapse; width: 100%; font-size: 14px; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 6px 8px; text-align: left; vertical-align: top; }}
 th {{ background: #f3f3f3; }}
+table.metrics {{ width: auto; font-size: 12px; }}
+table.metrics th, table.metrics td {{ padding: 1px 6px; border: none; font-weight: normal; }}
+table.metrics th {{ background: none; color: #555; }}
 </style></head>
 <body>
 <h1>mfjax reports</h1>

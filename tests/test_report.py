@@ -164,10 +164,9 @@ def test_index_lists_runs_and_sweeps_newest_first(tmp_path):
     page = report.build_index(tmp_path).read_text(encoding="utf-8")
     rows = re.findall(r"<tr><td><a href=\"([^\"]+)/\">", page)
     assert rows == ["new", "sw", "old"]
-    assert (
-        "mf</b>: rmse 0.9123, precision@10 0.2500" in page
-        and "popularity</b>: precision@10 0.1100" in page
-    )
+    assert "<tr><th>model</th><th>rmse</th><th>precision@10</th></tr>" in page
+    assert "<tr><th>mf</th><td>0.9123</td><td>0.2500</td></tr>" in page
+    assert "<tr><th>popularity</th><td></td><td>0.1100</td></tr>" in page
     assert "failed" in page and "2/3 points ok" in page
     assert "best valid_rmse 0.8765 at factors=16" in page and "grid: factors [8, 16]" in page
     assert 'href="new/02_train.html"' in page and 'href="sw/sweep.csv"' in page
