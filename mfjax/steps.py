@@ -35,6 +35,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -656,6 +657,10 @@ def ensure_sweep(
 ) -> Path:
     """A sweep folder with ``sweep.csv``: reused when present, else built in this process.
 
+    A table that ``mfjax sweep`` wrote is used as it is. A table built here is reused only
+    for the same request (grid, model, settings; recorded in ``sweep_request.json``) and
+    rebuilt otherwise, so that changing the default grid in ``05_tune`` takes effect.
+
     ``mfjax sweep`` builds sweeps by running the 02/03 notebooks per grid point; this is the
     in-process fallback that lets ``05_tune`` run on its own. It prepares one shared split in
     ``<sweep_dir>/split``, then for every grid point trains with :func:`train_model`,
@@ -666,11 +671,22 @@ def ensure_sweep(
         >>> # ensure_sweep("", grid={"factors": [4, 16], "reg": [0.001, 0.1]}, epochs=10)
     """
     folder = resolve_run_dir(sweep_dir, default=DEFAULT_SWEEP_DIR)
-    if (folder / "sweep.csv").is_file() or (folder / "sweep.parquet").is_file():
-        return folder
+    opts = {"dataset": dataset, "seed": seed, **dict(prepare_options or {})}
+    request = _clean_value_tree(
+        {"grid": dict(grid), "model": model, "k": k, "threshold": threshold, "fixed": fixed, **opts}
+    )
+    request_file = folder / "sweep_request.json"
+    has_table = (folder / "sweep.csv").is_file() or (folder / "sweep.parquet").is_file()
+    if has_table and not request_file.is_file():
+        return folder  # a sweep made elsewhere (mfjax sweep): use it as it is
+    if has_table and json.loads(request_file.read_text(encoding="utf-8")) == request:
+        return folder  # built here before, with the same request
+    if has_table:  # built here with another grid or settings: rebuild
+        for stale in ("sweep.csv", "sweep.parquet", "metrics.json"):
+            (folder / stale).unlink(missing_ok=True)
+        shutil.rmtree(folder / "split", ignore_errors=True)
     from mfjax._io_utils import atomic_path
 
-    opts = {"dataset": dataset, "seed": seed, **dict(prepare_options or {})}
     split = get_split(folder, **opts)
     names = list(grid)
     rows = []
@@ -699,7 +715,19 @@ def ensure_sweep(
         rows.append(row)
     with atomic_path(folder / "sweep.csv", suffix=".csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
+    write_json_atomic(request_file, request)
     return folder
+
+
+def _clean_value_tree(obj: Any) -> Any:
+    """JSON-comparable form of a nested request (tuples as lists, numpy scalars as Python)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _clean_value_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean_value_tree(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 # ---------------------------------------------------------------------------------------- compare

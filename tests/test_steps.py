@@ -330,3 +330,33 @@ def test_notebooks_run_under_papermill_with_non_default_parameters(tmp_path):
     )
     chosen = table.loc[table["valid_rmse"].idxmin()]
     assert best["models"]["mf_best"]["valid_rmse"] == pytest.approx(chosen["valid_rmse"])
+
+
+def test_ensure_sweep_builds_reuses_and_rebuilds_on_a_new_grid(tmp_path, monkeypatch):
+    calls = []
+    real_train = steps.train_model
+
+    def counting_train(run_dir, split, **kw):
+        calls.append((kw["factors"], kw["reg"]))
+        return real_train(run_dir, split, **kw)
+
+    monkeypatch.setattr(steps, "train_model", counting_train)
+    opts = {"min_user_ratings": 2, "min_item_ratings": 2}
+    small = {"dataset": "synthetic", "prepare_options": opts, "epochs": 1, "model": "mf", "k": 5}
+    from mfjax import datasets
+
+    monkeypatch.setattr(
+        steps, "load_dataset", lambda dataset, seed=0: datasets.synthetic(60, 40, 900, seed=seed)
+    )
+    folder = steps.ensure_sweep(tmp_path, grid={"factors": [2, 3], "reg": [0.1]}, **small)
+    table = steps.load_sweep(folder)
+    assert calls == [(2, 0.1), (3, 0.1)] and len(table) == 2
+    assert {"valid_rmse", "rmse", "rmse_ci_low", "fit_seconds", "status"} <= set(table.columns)
+    steps.ensure_sweep(tmp_path, grid={"factors": [2, 3], "reg": [0.1]}, **small)
+    assert len(calls) == 2  # same request: reused
+    steps.ensure_sweep(tmp_path, grid={"factors": [2], "reg": [0.1, 0.2]}, **small)
+    assert calls[2:] == [(2, 0.1), (2, 0.2)]  # another grid: rebuilt
+    assert sorted(steps.load_sweep(tmp_path)["reg"]) == [0.1, 0.2]
+    (tmp_path / "sweep_request.json").unlink()  # as if `mfjax sweep` had written it
+    steps.ensure_sweep(tmp_path, grid={"factors": [9], "reg": [9.0]}, **small)
+    assert len(calls) == 4  # a foreign sweep is used as it is
