@@ -44,6 +44,7 @@ class TestIALS(ModelContract):
 
     def _make_model(self, **overrides):
         params = {"factors": 8, "iterations": 8, "regularization": 5.0, "alpha": 1.0, "seed": 0}
+        params["reg_scaling"] = "none"
         return IALS(**{**params, **SMALL, **overrides})
 
 
@@ -196,7 +197,7 @@ def test_frequency_scaled_regularization() -> None:
     # item 1: 2 users + 2 + 2; item 2: 2 + 4; item 3: 2 + 2
     np.testing.assert_allclose(ib.reg, 0.5 * np.sqrt([6.0, 6.0, 4.0]), rtol=1e-6)
     assert total == pytest.approx(2 * 3 + 2 * (1 + 2 + 1 + 1))
-    plain = IALS(regularization=0.5, **SMALL).prepare(tr)[0]
+    plain = IALS(regularization=0.5, reg_scaling="none", **SMALL).prepare(tr)[0]
     np.testing.assert_allclose(plain.reg, [0.5, 0.5])
 
 
@@ -215,7 +216,7 @@ def test_bad_values_raise_clear_errors() -> None:
 
 def test_cg_and_cholesky_fit_the_same_model_and_exact_als_descends() -> None:
     df = block_fixture(seed=0)
-    cfg = {"factors": 6, "iterations": 10, "regularization": 0.1, **SMALL}
+    cfg = {"factors": 6, "iterations": 10, "regularization": 0.1, "reg_scaling": "none", **SMALL}
     a = IALS(solver="cholesky", **cfg).fit(df)
     # alternating exact minimisation never increases the objective
     losses = a.history_["loss"].to_numpy()
@@ -283,7 +284,10 @@ def test_ranking_quality_matches_implicit_als() -> None:
         unknown="drop",
     )
     tr_csr, te_csr = train.csr(), te.csr()
-    ours = IALS(factors=16, iterations=10, regularization=1.0, alpha=4.0, **SMALL).fit(train)
+    # the plain objective implicit minimises (no frequency scaling)
+    ours = IALS(
+        factors=16, iterations=10, regularization=1.0, alpha=4.0, reg_scaling="none", **SMALL
+    ).fit(train)
     p_ours = _precision_at_10(
         ours.params_["user_factors"], ours.params_["item_factors"], tr_csr, te_csr
     )
