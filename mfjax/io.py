@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mfjax._io_utils import write_json_atomic
+from mfjax._io_utils import shareable_dir, write_json_atomic
 from mfjax.exceptions import DataError
 from mfjax.interactions import IdMap, Interactions
 from mfjax.splits import Split
@@ -74,7 +74,7 @@ def save_split(split: Split, directory: str | os.PathLike[str]) -> Path:
         raise TypeError(f"save_split takes a Split; got {type(split).__name__}")
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = shareable_dir(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         pq.write_table(_map_table(split.user_map), tmp / "user_map.parquet")
         pq.write_table(_map_table(split.item_map), tmp / "item_map.parquet")

@@ -25,3 +25,14 @@ def test_failed_write_keeps_previous_file(tmp_path):
             raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert sorted(f.name for f in tmp_path.iterdir()) == ["m.json"]
+
+
+def test_atomic_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        p = write_json_atomic(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o644

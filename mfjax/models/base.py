@@ -305,6 +305,8 @@ def load(path: str | Path) -> Recommender:
         raise DataError(
             f"{path} was written by a newer mfjax (format {meta['format_version']}); upgrade mfjax"
         )
+    import mfjax.models  # noqa: F401  (registers every model family)
+
     cls = MODEL_REGISTRY.get(meta["model"])
     if cls is None:
         raise DataError(
