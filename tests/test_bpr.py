@@ -147,7 +147,9 @@ def test_ranks_planted_positives_above_negatives() -> None:
         rows += [(u, i) for i in liked[mask]]
         held += [(u, i) for i in liked[~mask]]
     train = pd.DataFrame(rows, columns=["user", "item"])
-    m = BPR(factors=8, epochs=40, learning_rate=0.02, batch_size=128, seed=1).fit(train)
+    m = BPR(factors=8, epochs=40, optimizer="adam", learning_rate=0.02, batch_size=128, seed=1).fit(
+        train
+    )
     fn, params = m.score_function()
     scores = np.asarray(fn(params, jnp.arange(n_users, dtype=jnp.int32)))
     held = np.array(held)
@@ -165,7 +167,13 @@ def test_validation_metric_and_early_stopping_restore_best() -> None:
     valid = df.sample(100, random_state=0)
     train = df.drop(index=valid.index)
     m = BPR(
-        factors=8, epochs=12, learning_rate=0.05, batch_size=64, patience=2, valid_metric="recall"
+        factors=8,
+        epochs=12,
+        optimizer="adam",
+        learning_rate=0.05,
+        batch_size=64,
+        patience=2,
+        valid_metric="recall",
     ).fit(train, valid=valid)
     col = "valid_recall@10"
     hist = m.history_
