@@ -463,9 +463,9 @@ test part. The progress and timings in this cell's output vary from run to run.
 ## 3. Comparison table
 
 Mean over users (and seeds) with 95% confidence intervals, for RMSE (rating models only)
-and the ranking metrics at K. iALS (multi-threaded XLA solves) and implicit's BPR
-(lock-free multi-threaded SGD) differ slightly from run to run, in the third decimal; the
-other models reproduce exactly for a given seed.
+and the ranking metrics at K. Every model, the external peers included (implicit's BPR
+runs single-threaded for this reason), reproduces exactly for a given seed on a given
+machine.
 
 How to read it: rating models (MF, bias-only, Surprise's SVD) learn to predict the rating
 of items a user chose to rate, and rank the whole catalogue by that prediction; ranking
@@ -475,7 +475,7 @@ popularity ranking, because what a user rates at all carries most of the signal
 (Cremonesi, Koren & Turrin, 2010). A low RMSE and a good top-K list are different goals;
 the table shows both.
 """),
-        code("# NBVAL_IGNORE_OUTPUT (iALS and implicit's BPR vary in the 3rd decimal between runs)\nsteps.comparison_table(comparison, k=k).round(4)"),
+        code("steps.comparison_table(comparison, k=k).round(4)"),
         md("""
 ## 4. Ranking quality at a glance
 
@@ -500,7 +500,7 @@ Each model against the baseline, on the per-user metric: paired t-test and Wilco
 signed-rank test, p-values Holm-corrected over the roster. A small corrected p-value says
 the difference would rarely arise from user-to-user noise alone.
 """),
-        code("# NBVAL_IGNORE_OUTPUT (iALS and implicit's BPR vary in the 3rd decimal between runs)\nsteps.significance_view(comparison, k=k)"),
+        code("steps.significance_view(comparison, k=k)"),
         md("""
 ## 6. Quality against time
 
@@ -518,7 +518,7 @@ The top-5 lists of every model for a few test users, side by side (with titles w
 dataset has them); a `*` marks an item the user rated highly in the test part. Below: the
 test items those users rated highly, the ones a good list would contain.
 """),
-        code("# NBVAL_IGNORE_OUTPUT (iALS and implicit's BPR vary in the 3rd decimal between runs)\ndisplay(steps.examples_view(comparison))\ncomparison.liked.round(4)"),
+        code("display(steps.examples_view(comparison))\ncomparison.liked.round(4)"),
         md("""
 ## 8. Record
 
