@@ -1189,7 +1189,7 @@ def plot_valid_vs_test(
             label="chosen on validation",
         )
     ax.set(xlabel=f"validation {test}", ylabel=f"test {test}", title="Validation against test")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", title=hue, title_fontsize="small")
     return ax
 
 
