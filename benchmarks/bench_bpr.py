@@ -147,7 +147,7 @@ def quality_ml100k(*, quick: bool) -> tuple[list[dict], dict]:
             ours=t_ours,
             peer=t_peer,
             unit="fit seconds",
-            ratio=t_peer / t_ours,
+            ratio=t_ours / t_peer,
             quality_ours=out["ours"][j],
             quality_peer=out["implicit"][j],
             note=f"popularity: {out['popularity'][j]:.4f}; ours: {hp}; peer: implicit BPR defaults",

@@ -174,7 +174,7 @@ def quality_ml100k(*, folds: int) -> tuple[list[dict], dict]:
             ours=float(np.mean(ours_t)),
             peer=float(np.mean(peer_t)),
             unit="fit seconds (mean per fold)",
-            ratio=float(np.mean(peer_t)) / float(np.mean(ours_t)),
+            ratio=float(np.mean(ours_t)) / float(np.mean(peer_t)),
             quality_ours=float(np.mean(ours_rmse)),
             quality_peer=float(np.mean(peer_rmse)),
             note=f"quality = mean RMSE; ours: {hp}; peer: Surprise SVD defaults",
@@ -215,7 +215,7 @@ def table_size(n: int, *, epochs: int, factor: int = 100) -> tuple[list[dict], d
                 ours=t_big,
                 peer=t_small,
                 unit="s/epoch (peer column: 1x tables)",
-                ratio=t_small / t_big,
+                ratio=t_big / t_small,
                 note="ratio ≈ 1: step cost independent of the table size",
             )
         )

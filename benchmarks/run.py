@@ -221,8 +221,10 @@ def to_markdown(rows: list[dict], info: dict, summary: dict, command: str) -> st
         "",
         f"Command: `{command}`",
         "",
-        "Ratios are ours / theirs for throughputs, theirs / ours for times (so > 1 means mfjax "
-        "is faster), measured in this run.",
+        "Every ratio is ours / theirs in the row's unit, measured in this run: for throughputs "
+        "(per second) > 1 means mfjax is faster, for times (seconds) < 1 does. The table-size "
+        "rows divide the epoch time with 100x tables by the one with 1x tables (about 1 means "
+        "the step cost does not grow with the tables).",
         "",
         "| " + " | ".join((*ROW_KEYS, "note")) + " |",
         "|" + "---|" * (len(ROW_KEYS) + 1),
@@ -261,7 +263,7 @@ def write_figure(rows: list[dict], path: Path) -> None:
         )
         ax.axvline(1.0, color="black", linewidth=1, linestyle="--")
         ax.set_xscale("log")
-    ax.set_xlabel("mfjax relative to peer (> 1: mfjax faster)")
+    ax.set_xlabel("ours / theirs (throughput rows: > 1 faster; time rows: < 1 faster)")
     ax.set_ylabel("")
     ax.set_title("mfjax vs implicit / Surprise, one run")
     fig.tight_layout()
