@@ -255,7 +255,7 @@ def write_figure(rows: list[dict], path: Path) -> None:
     frame = pd.DataFrame(
         [r for r in rows if isinstance(r.get("ratio"), (int, float)) and r["ratio"]]
     )
-    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(frame), 2) + 1.2))
+    fig, ax = plt.subplots(figsize=(13, 0.45 * max(len(frame), 2) + 1.4))
     if len(frame):
         frame["label"] = frame["benchmark"] + " · " + frame["dataset"].astype(str)
         sns.barplot(
