@@ -20,10 +20,12 @@ and :func:`train_epoch` runs one epoch: a ``lax.scan`` over minibatches that
 2. differentiates the summed loss with respect to those rows only;
 3. applies the optimizer to the touched rows only. Plain ``"sgd"`` scatter-adds
    ``-lr × grad`` (duplicates sum, exactly the sparse gradient step). Any other optax
-   transformation runs *lazily per row*: duplicate indices are merged with
-   ``jnp.unique(size=b)`` + ``segment_sum``, the optimizer state rows of those indices are
-   gathered, ``tx.update`` runs on the ``(unique rows, k)`` slices and the new parameter and
-   state rows are scattered back. Scalar state (the step count used by bias correction and
+   transformation runs *lazily per row*: duplicate indices are merged (named optimizers,
+   which are elementwise: one stable sort + a sorted ``segment_sum``, then every occurrence
+   gets its row's merged gradient and computes the identical new row; a ready-made optax
+   transformation: ``jnp.unique(size=b)`` + ``segment_sum`` on the unique rows), the
+   optimizer state rows of those indices are gathered, ``tx.update`` runs on the gathered
+   ``(b, k)`` slices and the new parameter and state rows are scattered back. Scalar state (the step count used by bias correction and
    schedules) stays global. For sgd and adagrad this equals the dense update exactly; for
    momentum/adam-like methods it is the "lazy" variant (TensorFlow's LazyAdam): rows a
    batch does not touch keep their moments and do not move, which is what makes the step
@@ -177,10 +179,39 @@ def _sparse_apply(
         lr = spec.lr_schedule()(step)
         return table.at[idx].add((-lr * grads).astype(table.dtype), mode="drop"), opt_state
     m = idx.shape[0]
+    row_shape = tuple(table.shape[1:])
+    if isinstance(spec.optimizer, str):
+        # Named optimizers are elementwise: update per occurrence, in sorted order. One
+        # stable sort groups duplicate rows; their gradients are merged with a sorted
+        # segment_sum and handed back to every occurrence, so duplicates compute identical
+        # new rows and the scatter-sets below agree. Same values as the unique() path,
+        # cheaper (no inverse permutation, no compaction, no unsorted scatter-add).
+        sidx, perm = jax.lax.sort((idx, jnp.arange(m, dtype=idx.dtype)), num_keys=1, is_stable=True)
+        new_seg = jnp.concatenate(
+            [jnp.zeros(1, jnp.int32), (sidx[1:] != sidx[:-1]).astype(jnp.int32)]
+        )
+        seg = jnp.cumsum(new_seg)
+        g = jax.ops.segment_sum(grads[perm], seg, num_segments=m, indices_are_sorted=True)[seg]
+        safe = jnp.minimum(sidx, n_rows - 1)
+        state_rows = jax.tree_util.tree_map(
+            lambda leaf: leaf[safe] if _is_row_leaf(leaf, n_rows, row_shape) else leaf, opt_state
+        )
+        old_rows = table[safe]
+        updates, new_rows = spec.tx().update(g, state_rows, old_rows)
+        table = table.at[sidx].set(old_rows + updates.astype(table.dtype), mode="drop")
+        opt_state = jax.tree_util.tree_map(
+            lambda full, new: (
+                full.at[sidx].set(new, mode="drop")
+                if _is_row_leaf(full, n_rows, row_shape)
+                else new
+            ),
+            opt_state,
+            new_rows,
+        )
+        return table, opt_state
     uniq, inv = jnp.unique(idx, size=m, fill_value=n_rows, return_inverse=True)
     g = jax.ops.segment_sum(grads, inv.reshape(-1), num_segments=m)
     safe = jnp.minimum(uniq, n_rows - 1)
-    row_shape = tuple(table.shape[1:])
     state_rows = jax.tree_util.tree_map(
         lambda leaf: leaf[safe] if _is_row_leaf(leaf, n_rows, row_shape) else leaf, opt_state
     )

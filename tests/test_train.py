@@ -122,6 +122,40 @@ def test_lazy_adam_touches_only_batch_rows_and_matches_dense_on_them() -> None:
     assert np.all(np.asarray(mu)[untouched] == 0) and np.any(np.asarray(mu)[touched] != 0)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad", "rmsprop", "momentum"])
+def test_per_occurrence_path_equals_unique_path(optimizer: str) -> None:
+    # Named optimizers take the sorted per-occurrence path; the same transformation handed in
+    # ready-made takes the jnp.unique + segment_sum path. Several steps with duplicate and
+    # masked (== n_rows) indices must give the same tables and optimizer state.
+    rng = np.random.default_rng(2)
+    n_rows = 12
+    table = jnp.asarray(rng.normal(size=(n_rows, 5)), jnp.float32)
+    named = EngineSpec(
+        loss_fn=None, gathers=(("t", "t", "x"),), optimizer=optimizer, learning_rate=0.05
+    )
+    ready = EngineSpec(
+        loss_fn=None,
+        gathers=(("t", "t", "x"),),
+        optimizer=make_optimizer(optimizer, learning_rate=0.05),
+    )
+    a_tab, b_tab = table, table
+    a_opt = init_state(named, {"t": table}).opt_state["t"]
+    b_opt = init_state(ready, {"t": table}).opt_state["t"]
+    for step in range(4):
+        idx = jnp.asarray(rng.integers(0, n_rows + 1, size=16), jnp.int32)  # n_rows: masked
+        idx = idx.at[:3].set(idx[3])  # at least one row three times
+        grads = jnp.asarray(rng.normal(size=(16, 5)), jnp.float32)
+        grads = jnp.where((idx < n_rows)[:, None], grads, 0.0)  # the engine zeroes masked grads
+        a_tab, a_opt = _sparse_apply(named, a_tab, a_opt, idx, grads, jnp.int32(step))
+        b_tab, b_opt = _sparse_apply(ready, b_tab, b_opt, idx, grads, jnp.int32(step))
+        np.testing.assert_allclose(a_tab, b_tab, rtol=1e-5, atol=1e-6)
+        for x, y in zip(
+            jax.tree_util.tree_leaves(a_opt), jax.tree_util.tree_leaves(b_opt), strict=True
+        ):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(a_tab, table)  # the updates did something
+
+
 def test_epoch_layout_visits_every_example_once() -> None:
     for n, b in [(1000, 128), (7, 3), (1, 10), (4096, 1024)]:
         nb, width = epoch_layout(n, b)
