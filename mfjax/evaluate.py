@@ -359,22 +359,36 @@ def _collect(pending, rec, auc, positives, users) -> None:
 
 
 def _generic_rank(model: Any, split: Split, users: np.ndarray, k: int) -> tuple[np.ndarray, int]:
-    """Top-k through ``model.recommend`` in raw ids; returns codes and leaked training items."""
+    """Top-k through ``model.recommend`` in raw ids, under the protocol's exclusion.
+
+    A peer excludes only what it was trained on (say, the positives); the protocol excludes
+    every training item of the split. So the list is asked for ``k`` plus the largest number
+    of training items among these users, the split's training items are filtered out, and the
+    first ``k`` remain. Returns the codes and how many training items were filtered.
+    """
+    seen = split.train.csr(binary=True)[users]
+    extra = int(np.diff(seen.indptr).max()) if len(users) else 0
+    n_ask = int(min(k + extra, split.n_items))
     ids = split.user_map.ids(users)
-    items, _ = model.recommend(ids, k=k, exclude_seen=True)
+    items, _ = model.recommend(ids, k=n_ask, exclude_seen=True)
     items = np.asarray(items)
     if items.ndim == 1:
         items = items.reshape(len(users), -1)
     codes = split.item_map.codes(items.ravel(), missing="ignore").reshape(items.shape)
+    is_seen = M.gains_matrix(codes, seen) > 0
+    filtered = int(is_seen.sum())
+    codes = np.where(is_seen, -1, codes)
+    order = np.argsort(codes < 0, axis=1, kind="stable")  # keep the order of the rest
+    codes = np.take_along_axis(codes, order, axis=1)
     rec = np.full((len(users), k), -1, dtype=np.int64)
     rec[:, : min(k, codes.shape[1])] = codes[:, :k]
-    seen = split.train.csr(binary=True)
-    leaked = int((M.gains_matrix(rec, seen[users]) > 0).sum())
-    if leaked:
-        log.warning(
-            "%s recommended %d training items; they count as misses", type(model).__name__, leaked
+    if filtered:
+        log.info(
+            "%s returned %d training items of the split; filtered out by the protocol",
+            type(model).__name__,
+            filtered,
         )
-    return rec, leaked
+    return rec, filtered
 
 
 def _has_fast_path(model: Any, split: Split) -> bool:
@@ -500,7 +514,7 @@ def evaluate(
     own = bool(getattr(model, "prefer_own_recommend", False))
     fast = not own and _has_fast_path(model, split)
     want_auc = "auc" in mets
-    leaked = 0
+    filtered = 0
     exclude = split.train.csr(binary=True)  # the protocol: every training item is excluded
     if fast and mesh is not None:
         from mfjax.sharding import top_k_sharded
@@ -536,7 +550,7 @@ def evaluate(
                 f"cannot evaluate a {type(model).__name__}: it needs score_function() (an mfjax "
                 "model) or recommend(users, k, exclude_seen=True)"
             )
-        rec, leaked = _generic_rank(model, split, users, kmax)
+        rec, filtered = _generic_rank(model, split, users, kmax)
         auc = np.full(len(users), np.nan)
         if want_auc and own and _has_fast_path(model, split):
             # the peer ranks with its own code; its scores give the full-catalogue AUC
@@ -689,7 +703,7 @@ def evaluate(
         threshold=used_threshold,
         map_denominator=map_denominator,
         path="fast" if fast else "generic",
-        leaked_training_items=leaked,
+        filtered_training_items=filtered,
         n_boot=n_boot,
         level=level,
         seed=seed,

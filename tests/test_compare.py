@@ -189,7 +189,7 @@ def test_implicit_als_adapter_matches_implicit_and_evaluates(split):
     codes, _ = top_k_blocked(fn, params, np.arange(5), split.n_items, 4, exclude=model.seen_)
     np.testing.assert_array_equal(split.item_map.values[codes], ids)
     ev = evaluate(model, split, k=5, metrics=["precision", "ndcg", "auc"], n_boot=20)
-    assert ev.info["path"] == "generic" and ev.info["leaked_training_items"] == 0
+    assert ev.info["path"] == "generic" and ev.info["filtered_training_items"] == 0
     assert 0.0 < ev.value("auc") < 1.0
     assert 0.0 <= ev.value("precision", 5) <= 1.0
     assert ImplicitALS.unavailable_reason() is None
@@ -230,7 +230,7 @@ def test_surprise_svd_adapter_predicts_like_surprise(split):
         split.item_map.values[codes], model.recommend(split.user_map.values[:6], k=5)[0]
     )
     ev = evaluate(model, split, k=5, metrics=["precision", "rmse"], n_boot=20)
-    assert ev.info["leaked_training_items"] == 0
+    assert ev.info["filtered_training_items"] == 0
     full = model.predict(split.user_map.ids(test.users), split.item_map.ids(test.items))
     assert ev.value("rmse") == pytest.approx(np.sqrt(np.mean((full - test.values) ** 2)))
 

@@ -134,12 +134,19 @@ def test_generic_recommend_path_gives_the_same_ranking_metrics(fitted):
         assert b[key] == pytest.approx(a[key])
 
 
-def test_a_peer_that_leaks_training_items_is_caught(fitted, caplog):
+def test_a_peer_that_returns_training_items_is_held_to_the_protocol(fitted, caplog):
+    """A peer that leaks training items has them filtered out: its lists, and so its
+    metrics, equal those of the fast path that excludes every training item."""
     model, split = fitted
-    with caplog.at_level(logging.WARNING, logger="mfjax.evaluate"):
-        ev = evaluate(RecommendOnly(model, leak=True), split, k=5, metrics=["precision"])
-    assert ev.info["leaked_training_items"] > 0
-    assert "training items" in caplog.text
+    with caplog.at_level(logging.INFO, logger="mfjax.evaluate"):
+        ev = evaluate(RecommendOnly(model, leak=True), split, k=5, metrics=["precision", "ndcg"])
+    assert ev.info["filtered_training_items"] > 0
+    assert "filtered out by the protocol" in caplog.text
+    fast = evaluate(model, split, k=5, metrics=["precision", "ndcg"])
+    a = fast.summary.set_index(["metric", "k"])["mean"]
+    b = ev.summary.set_index(["metric", "k"])["mean"]
+    for key in a.index:
+        assert b[key] == pytest.approx(a[key])
 
 
 def test_same_seed_same_intervals_and_to_metrics_dict(fitted):
