@@ -156,6 +156,28 @@ def test_per_occurrence_path_equals_unique_path(optimizer: str) -> None:
     assert not np.allclose(a_tab, table)  # the updates did something
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad"])
+def test_epoch_with_scratch_merging_equals_unique_merging(optimizer: str) -> None:
+    # A named optimizer's epoch (duplicates merged through the scratch tables) against the
+    # same optax transformation handed in ready-made (merged with jnp.unique): same fit.
+    rng = np.random.default_rng(3)
+    n = 400
+    df = pd.DataFrame(
+        {
+            "user": rng.integers(0, 15, n),  # few rows: many duplicates per minibatch
+            "item": rng.integers(0, 10, n),
+            "rating": rng.integers(1, 6, n).astype(float),
+        }
+    )
+    kw = {"factors": 4, "epochs": 3, "batch_size": 64, "seed": 0, "schedule": "constant"}
+    a = MF(optimizer=optimizer, learning_rate=0.05, **kw).fit(df)
+    b = MF(optimizer=make_optimizer(optimizer, learning_rate=0.05), **kw).fit(df)
+    for name in ("user_factors", "item_factors", "user_bias", "item_bias"):
+        np.testing.assert_allclose(a.params_[name], b.params_[name], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.history_["loss"], b.history_["loss"], rtol=1e-5)
+    assert not np.allclose(a.params_["user_bias"], 0)
+
+
 def test_epoch_layout_visits_every_example_once() -> None:
     for n, b in [(1000, 128), (7, 3), (1, 10), (4096, 1024)]:
         nb, width = epoch_layout(n, b)
