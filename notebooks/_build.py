@@ -60,10 +60,11 @@ prep_options = dict(
 MODEL_PARAMS = """\
 model = "mf"  # registry name of the model trained here
 factors = 32  # latent dimensions, in [1, inf)
-epochs = 30  # maximum number of epochs, in [1, inf)
+epochs = 40  # maximum number of epochs, in [1, inf)
 learning_rate = 0.01  # peak learning rate (cosine schedule), > 0
-reg = 0.05  # L2 regularisation of the factors, in [0, inf)
+reg = 0.1  # L2 regularisation of the factors, in [0, inf)
 optimizer = "adam"  # any optax optimizer by name: "sgd", "adagrad", "adam", ...
+patience = 5  # stop after this many epochs without a better validation RMSE (0: off), in [0, inf)
 batch_size = 1024  # ratings per minibatch, in [1, inf)
 k = 10  # list length of the headline ranking metrics, in [1, inf)
 threshold = 4.0  # a test rating at or above it counts as relevant"""
@@ -76,6 +77,7 @@ hyper = dict(
     learning_rate=learning_rate,
     reg=reg,
     optimizer=optimizer,
+    patience=patience or None,
     batch_size=batch_size,
 )"""
 
@@ -252,7 +254,8 @@ fit time) varies from machine to machine.
 
 Training loss and validation RMSE per epoch. The loss should fall steadily; the validation
 RMSE falls, then flattens (or rises when the model starts to overfit: more `reg` or fewer
-`factors` help). Training stops at `epochs` or when the loss stops improving.
+`factors` help). Training stops at `epochs`, or after `patience` epochs without a better
+validation RMSE, keeping the parameters of the best epoch.
 """),
         code("training_plots.learning_curves_plot(mf)\nplt.show()"),
         md("""
