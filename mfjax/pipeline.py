@@ -1226,7 +1226,7 @@ def run(
     status["finished"] = _now().isoformat()
     if error is not None:
         status["error"] = str(error)
-    _shareable(write_json_atomic(run_path / "run.json", status))
+    write_json_atomic(run_path / "run.json", status)
     if index:
         _rebuild_index(reports_root, run_path)
     if error is not None:
@@ -1247,17 +1247,11 @@ def _py(value: Any) -> Any:
 
 
 def _write_json(path: Path, data: Any) -> Path:
-    return _shareable(write_json_atomic(path, data))
+    return write_json_atomic(path, data)
 
 
 def _write_yaml(path: Path, data: Mapping[str, Any]) -> Path:
-    return _shareable(write_text_atomic(path, yaml.safe_dump(dict(data), sort_keys=False)))
-
-
-def _shareable(path: Path) -> Path:
-    from mfjax.report import _shareable as share
-
-    return share(path)
+    return write_text_atomic(path, yaml.safe_dump(dict(data), sort_keys=False))
 
 
 def _default_of(specs: Mapping[str, ParamSpec], name: str, fallback: Any) -> Any:
@@ -1669,8 +1663,6 @@ def sweep(
         table.to_csv(tmp, index=False)
     with atomic_path(folder / "sweep.parquet", suffix=".parquet") as tmp:
         table.to_parquet(tmp, index=False)
-    _shareable(folder / "sweep.csv")
-    _shareable(folder / "sweep.parquet")
     failed = {r["name"]: r["error"] for r in results if r["error"]}
     metric = _metric_column(table, metric)
     best = _best(table, metric)

@@ -72,14 +72,6 @@ _EXTERNAL = re.compile(
 _CSS_IMPORT = re.compile(r"@import\s+url\(\s*[\"']?(?:https?:)?//[^)]*\)\s*;?", re.I)
 
 
-def _shareable(path: Path) -> Path:
-    """Give a file written through a temporary file the usual mode (mkstemp makes it 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-    return path
-
-
 def external_references(text: str) -> list[str]:
     """Tags and CSS imports in ``text`` that would fetch a resource over the network.
 
@@ -237,8 +229,7 @@ def export_html(
         )
     header = _header(title or path.stem, params, dict(run_info or {})) + _toc(body) + "</header>"
     body = body.replace(_TOC_MARK, header, 1)
-    write_text_atomic(out, body)
-    return _shareable(out)
+    return write_text_atomic(out, body)
 
 
 # --------------------------------------------------------------------------------------- index
@@ -396,5 +387,4 @@ table.metrics th {{ background: none; color: #555; }}
 </table>
 </body></html>
 """
-    write_text_atomic(out, page)
-    return _shareable(out)
+    return write_text_atomic(out, page)
