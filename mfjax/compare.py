@@ -67,7 +67,7 @@ _ROSTER: dict[str, tuple[str, str, dict]] = {
     "bias": ("mfjax.models.baselines", "bias", {}),
     "itemknn": ("mfjax.models.linear", "itemknn", {}),
     "ease": ("mfjax.models.linear", "ease", {}),
-    "mf_adam": ("mfjax.models.mf", "mf", {"optimizer": "adam"}),
+    "mf_adam": ("mfjax.models.mf", "mf", {"optimizer": "adam", "learning_rate": 0.003}),
     "mf_adagrad": ("mfjax.models.mf", "mf", {"optimizer": "adagrad", "learning_rate": 0.05}),
     "bpr": ("mfjax.models.bpr", "bpr", {}),
     "ials": ("mfjax.models.ials", "ials", {}),

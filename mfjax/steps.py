@@ -745,7 +745,7 @@ MF_VARIANTS: dict[str, dict[str, Any]] = {
     "mf": {},  # the notebook's own optimizer and learning rate (the model 02_train trains)
     "mf_sgd": {"optimizer": "sgd", "learning_rate": 0.1},
     "mf_adagrad": {"optimizer": "adagrad", "learning_rate": 0.1},
-    "mf_adam": {"optimizer": "adam"},
+    "mf_adam": {"optimizer": "adam", "learning_rate": 0.01},
 }
 
 

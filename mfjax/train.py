@@ -19,7 +19,10 @@ and :func:`train_epoch` runs one epoch: a ``lax.scan`` over minibatches that
 1. gathers the rows the batch touches (cost ∝ batch, not table);
 2. differentiates the summed loss with respect to those rows only;
 3. applies the optimizer to the touched rows only. Plain ``"sgd"`` scatter-adds
-   ``-lr × grad`` (duplicates sum, exactly the sparse gradient step). Any other optax
+   ``-lr × grad`` (duplicates sum, exactly the sparse gradient step). ``"rowwise_adagrad"``
+   (the MF default) first scatter-adds each occurrence's mean squared gradient into its
+   row's accumulator, then scatter-adds ``-lr × grad / sqrt(acc)``: adaptive, yet as cheap
+   as sgd (one table-wide scatter per table; its state is one number per row). Any other optax
    transformation runs *lazily per row*: duplicate indices are merged (named optimizers,
    which are elementwise: the gradients are scatter-added into an all-zero scratch table
    carried through the scan, gathered back per occurrence and the touched scratch rows
@@ -81,6 +84,7 @@ __all__ = [
     "init_state",
     "train_epoch",
     "epoch_layout",
+    "auto_batch_size",
     "fit_loop",
     "place",
 ]
@@ -126,6 +130,16 @@ class EngineSpec:
             and self.optimizer == "sgd"
             and not self.optimizer_kwargs
         )
+
+    @property
+    def rowwise(self) -> bool:
+        """Row-wise Adagrad by name: applied with one scatter-add per table, like sgd."""
+        return isinstance(self.optimizer, str) and self.optimizer == "rowwise_adagrad"
+
+    @property
+    def additive(self) -> bool:
+        """Whether the sparse step is a plain scatter-add of per-occurrence deltas."""
+        return self.plain_sgd or self.rowwise
 
     def tx(self) -> optax.GradientTransformation:
         return make_optimizer(
@@ -187,6 +201,20 @@ def _sparse_apply(
     if spec.plain_sgd:
         lr = spec.lr_schedule()(step)
         return table.at[idx].add((-lr * grads).astype(table.dtype), mode="drop"), opt_state
+    if spec.rowwise:
+        # every occurrence adds its mean squared gradient to its row's accumulator; the
+        # step -lr * g / sqrt(acc) is then linear in g: one scatter-add, as for sgd
+        acc_state, count_state = opt_state
+        kw = dict(spec.optimizer_kwargs)
+        eps = kw.get("eps", 1e-7)
+        acc = acc_state.sum_of_squares
+        sq = jnp.mean(jnp.reshape(grads * grads, (grads.shape[0], -1)), axis=1)
+        acc = acc.at[idx].add(sq.astype(acc.dtype), mode="drop")
+        lr = spec.lr_schedule()(step)
+        factor = -lr / (jnp.sqrt(acc.at[idx].get(mode="fill", fill_value=1.0)) + eps)
+        delta = factor.reshape((-1,) + (1,) * (grads.ndim - 1)) * grads
+        table = table.at[idx].add(delta.astype(table.dtype), mode="drop")
+        return table, (type(acc_state)(acc), type(count_state)(count_state.count + 1))
     m = idx.shape[0]
     row_shape = tuple(table.shape[1:])
     if isinstance(spec.optimizer, str) and scratch is not None:
@@ -294,12 +322,12 @@ def train_epoch(
     int_names, float_names = spec.fields
 
     # named (elementwise) lazy optimizers merge duplicate rows through zero scratch tables
-    use_scratch = not spec.plain_sgd and isinstance(spec.optimizer, str)
+    use_scratch = not spec.additive and isinstance(spec.optimizer, str)
 
     def step(carry: tuple, t: jax.Array) -> tuple[tuple, tuple[jax.Array, jax.Array]]:
         (params, opt_state, count), scratch = carry
         idx = ((t + shift) % n_batches) * width + cols
-        ints = data["ints"][idx]
+        ints = jax.lax.optimization_barrier(data["ints"][idx])
         batch = {name: ints[:, j] for j, name in enumerate(int_names)}
         if float_names:
             floats = data["floats"][idx]
@@ -322,7 +350,7 @@ def train_epoch(
         for tab in spec.tables:
             parts = [(batch[f], grads[g]) for g, t2, f in spec.gathers if t2 == tab]
             n_rows = params[tab].shape[0]
-            if spec.plain_sgd:  # masked examples have zero gradients: adding them is a no-op
+            if spec.additive:  # masked examples have zero gradients: adding them is a no-op
                 ids = jnp.concatenate([i for i, _ in parts])
             else:  # keep them out of the lazy optimizer's touched rows
                 ids = jnp.concatenate([jnp.where(keep, i, n_rows) for i, _ in parts])
@@ -340,6 +368,25 @@ def train_epoch(
 
 
 # ---------------------------------------------------------------------------- layout
+def auto_batch_size(
+    n: int, batch_size: int | None = None, *, steps: int = 100, lo: int = 256, hi: int = 8192
+) -> int:
+    """``batch_size`` itself, or when it is None the default for ``n`` examples: the
+    largest power of two not above ``n / steps`` (about ``steps`` minibatches per epoch),
+    clipped to ``[lo, hi]``.
+
+    Example:
+        >>> auto_batch_size(80_000), auto_batch_size(900_000), auto_batch_size(1_000)
+        (512, 8192, 256)
+        >>> auto_batch_size(900_000, 1024)
+        1024
+    """
+    if batch_size is not None:
+        return int(batch_size)
+    target = max(1, int(n) // steps)
+    return int(min(hi, max(lo, 1 << (target.bit_length() - 1))))
+
+
 def epoch_layout(n: int, batch_size: int) -> tuple[int, int]:
     """``(n_batches, width)`` of the grid holding ``n`` examples in minibatches of at most
     ``batch_size`` (the width shrinks for small data so that padding stays small)."""
@@ -499,6 +546,8 @@ def fit_loop(
     dev_data = grid(base) if shuffle == "rotate" else None
     aux["_n"] = np.int32(n)
     dev_aux = place(aux, mesh, kind="replicated")
+    # the epochs donate their state: never the caller's own device arrays
+    params = jax.tree_util.tree_map(lambda a: a.copy() if isinstance(a, jax.Array) else a, params)
     state = init_state(spec, place(params, mesh))
     root_key = jax.random.PRNGKey(int(seed))
 

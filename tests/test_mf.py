@@ -46,10 +46,12 @@ def _rows(rng, b=5, k=3):
 
 
 def _engine(rows: dict) -> dict:
-    """Serving-named rows -> the engine's merged ``[factors, bias]`` rows."""
+    """Serving-named rows -> the engine's gathered rows ``p, q, bu, bi``."""
     return {
-        "user": jnp.asarray(np.column_stack([rows["user_factors"], rows["user_bias"]])),
-        "item": jnp.asarray(np.column_stack([rows["item_factors"], rows["item_bias"]])),
+        "p": jnp.asarray(rows["user_factors"]),
+        "q": jnp.asarray(rows["item_factors"]),
+        "bu": jnp.asarray(rows["user_bias"]),
+        "bi": jnp.asarray(rows["item_bias"]),
     }
 
 
@@ -61,10 +63,10 @@ def test_loss_gradient_matches_hand_derivation(loss: str) -> None:
     aux = {"mu": jnp.float32(3.0), "reg": 0.1, "reg_bias": 0.05, "huber_delta": 0.7}
     g = jax.grad(lambda r: jnp.sum(mf_loss(r, batch, aux, {"loss": loss})))(_engine(rows))
     grads = {
-        "user_factors": g["user"][:, :-1],
-        "user_bias": g["user"][:, -1],
-        "item_factors": g["item"][:, :-1],
-        "item_bias": g["item"][:, -1],
+        "user_factors": g["p"],
+        "user_bias": g["bu"],
+        "item_factors": g["q"],
+        "item_bias": g["bi"],
     }
     p, q = rows["user_factors"], rows["item_factors"]
     bu, bi = rows["user_bias"], rows["item_bias"]
@@ -81,7 +83,12 @@ def test_loss_gradient_matches_hand_derivation(loss: str) -> None:
 
 
 def test_loss_value_matches_formula() -> None:
-    rows = {"user": jnp.array([[1.0, 2.0, 0.25]]), "item": jnp.array([[0.5, -1.0, -0.5]])}
+    rows = {
+        "p": jnp.array([[1.0, 2.0]]),
+        "q": jnp.array([[0.5, -1.0]]),
+        "bu": jnp.array([0.25]),
+        "bi": jnp.array([-0.5]),
+    }
     # pred = 3 + 0.25 - 0.5 + (0.5 - 2) = 1.25; err = 1.25 - 2 = -0.75
     out = mf_loss(
         rows,

@@ -11,10 +11,19 @@ import pytest
 from jax import monitoring
 
 from mfjax.exceptions import ModelFitError
+from mfjax.models import mf
 from mfjax.models.base import load
-from mfjax.models.mf import MF
-from mfjax.optim import make_optimizer, make_schedule
-from mfjax.train import EngineSpec, _epoch_randomness, _sparse_apply, epoch_layout, init_state
+from mfjax.models.mf import MF, mf_loss
+from mfjax.optim import make_optimizer, make_schedule, rowwise_adagrad
+from mfjax.train import (
+    EngineSpec,
+    _epoch_randomness,
+    _sparse_apply,
+    auto_batch_size,
+    epoch_layout,
+    fit_loop,
+    init_state,
+)
 
 
 def _ratings(seed: int = 0, n_users: int = 80, n_items: int = 50, n: int = 1500) -> pd.DataFrame:
@@ -122,6 +131,91 @@ def test_lazy_adam_touches_only_batch_rows_and_matches_dense_on_them() -> None:
     assert np.all(np.asarray(mu)[untouched] == 0) and np.any(np.asarray(mu)[touched] != 0)
 
 
+def test_rowwise_adagrad_transform_matches_hand_computation() -> None:
+    # s_r += mean_j g_rj², w_r -= lr g_r / (sqrt(s_r) + eps); a 1-D parameter: per entry
+    tx = rowwise_adagrad(0.5, initial_accumulator_value=0.1, eps=1e-7)
+    w = {"m": jnp.zeros((2, 2)), "b": jnp.zeros(2)}
+    st = tx.init(w)
+    g1 = {"m": jnp.array([[1.0, 3.0], [0.0, 0.0]]), "b": jnp.array([2.0, -1.0])}
+    u1, st = tx.update(g1, st)
+    s1 = 0.1 + (1 + 9) / 2  # row 0 of m: 5.1; row 1 untouched: 0.1
+    np.testing.assert_allclose(u1["m"][0], -0.5 * np.array([1.0, 3.0]) / np.sqrt(s1), rtol=1e-6)
+    np.testing.assert_array_equal(u1["m"][1], [0.0, 0.0])
+    np.testing.assert_allclose(
+        u1["b"], -0.5 * np.array([2.0, -1.0]) / np.sqrt([4.1, 1.1]), rtol=1e-6
+    )
+    g2 = {"m": jnp.array([[2.0, 0.0], [1.0, 1.0]]), "b": jnp.array([0.0, 1.0])}
+    u2, st = tx.update(g2, st)
+    np.testing.assert_allclose(u2["m"][0], -0.5 * np.array([2.0, 0.0]) / np.sqrt(s1 + 2), rtol=1e-6)
+    np.testing.assert_allclose(u2["m"][1], -0.5 * np.array([1.0, 1.0]) / np.sqrt(1.1), rtol=1e-6)
+    np.testing.assert_allclose(st[0].sum_of_squares["b"], [4.1, 2.1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("width", [None, 3])
+def test_rowwise_adagrad_sparse_step_matches_numpy_reference(width: int | None) -> None:
+    # The engine's one-scatter path: every occurrence adds its own mean squared gradient to
+    # its row's accumulator; the row then moves by -lr * (sum of its gradients) / sqrt(acc).
+    rng = np.random.default_rng(4)
+    n_rows, lr, eps = 9, 0.2, 1e-7
+    shape = (n_rows,) if width is None else (n_rows, width)
+    table = rng.normal(size=shape).astype(np.float32)
+    spec = EngineSpec(
+        loss_fn=None, gathers=(("t", "t", "x"),), optimizer="rowwise_adagrad", learning_rate=lr
+    )
+    assert spec.additive and not spec.plain_sgd
+    tab, opt = jnp.asarray(table), init_state(spec, {"t": jnp.asarray(table)}).opt_state["t"]
+    ref_w, ref_s = table.astype(np.float64), np.full(n_rows, 0.1)
+    for step in range(3):
+        idx = rng.integers(0, n_rows, size=12)
+        idx[:3] = idx[3]  # one row four times
+        g = rng.normal(size=(12,) + shape[1:]).astype(np.float32)
+        tab, opt = _sparse_apply(
+            spec, tab, opt, jnp.asarray(idx, jnp.int32), jnp.asarray(g), jnp.int32(step)
+        )
+        sq = (g.astype(np.float64) ** 2).reshape(12, -1).mean(axis=1)
+        np.add.at(ref_s, idx, sq)
+        total = np.zeros_like(ref_w)
+        np.add.at(total, idx, g)
+        factor = lr / (np.sqrt(ref_s) + eps)
+        ref_w = ref_w - (factor if width is None else factor[:, None]) * total
+        np.testing.assert_allclose(np.asarray(tab), ref_w, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(opt[0].sum_of_squares), ref_s, rtol=1e-5)
+
+
+def test_rowwise_adagrad_sparse_equals_dense_transform_without_duplicates() -> None:
+    rng = np.random.default_rng(5)
+    table = jnp.asarray(rng.normal(size=(20, 4)), jnp.float32)
+    idx = jnp.asarray([3, 7, 19, 0], jnp.int32)
+    grads = jnp.asarray(rng.normal(size=(4, 4)), jnp.float32)
+    spec = EngineSpec(
+        loss_fn=None, gathers=(("t", "t", "x"),), optimizer="rowwise_adagrad", learning_rate=0.1
+    )
+    new, _ = _sparse_apply(
+        spec, table, init_state(spec, {"t": table}).opt_state["t"], idx, grads, jnp.int32(0)
+    )
+    ref = _dense_step(rowwise_adagrad(0.1), table, idx, grads)
+    np.testing.assert_allclose(new, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_fit_loop_leaves_the_callers_arrays_alone() -> None:
+    # the epoch donates its state; the tables the caller handed in must stay usable
+    df = _ratings(0, n=300)
+    spec = EngineSpec(
+        loss_fn=mf_loss, gathers=mf._GATHERS, optimizer="rowwise_adagrad", hyper=(("loss", "mse"),)
+    )
+    params = mf.init_params(jax.random.PRNGKey(0), mf.MFConfig(factors=3), 80, 50)
+    before = {k: np.asarray(v).copy() for k, v in params.items()}
+    aux = {"mu": jnp.float32(3.0), "reg": jnp.float32(0.1), "reg_bias": jnp.float32(0.0)}
+    data = {
+        "users": df["user"].to_numpy(),
+        "items": df["item"].to_numpy(),
+        "values": df["rating"].to_numpy(),
+    }
+    fit_loop(spec, params, data, aux, epochs=2, batch_size=64)
+    for k, v in params.items():
+        np.testing.assert_array_equal(np.asarray(v), before[k])
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad", "rmsprop", "momentum"])
 def test_per_occurrence_path_equals_unique_path(optimizer: str) -> None:
     # Named optimizers take the sorted per-occurrence path; the same transformation handed in
@@ -185,6 +279,18 @@ def test_epoch_layout_visits_every_example_once() -> None:
         order, shift = _epoch_randomness(5, 2, nb, width)
         pos = np.concatenate([((t + shift) % nb) * width + np.arange(width) for t in order])
         np.testing.assert_array_equal(np.sort(pos), np.arange(nb * width))
+
+
+def test_auto_batch_size() -> None:
+    assert [auto_batch_size(n) for n in (10, 25_600, 51_199, 80_000, 10**7)] == [
+        256,
+        256,
+        256,
+        512,
+        8192,
+    ]
+    assert auto_batch_size(10**7, 100) == 100
+    assert MF(epochs=1).fit(_ratings(0, n=300)).history_ is not None  # None resolves
 
 
 def test_schedules() -> None:
