@@ -61,9 +61,9 @@ MODEL_PARAMS = """\
 model = "mf"  # registry name of the model trained here
 factors = 32  # latent dimensions, in [1, inf)
 epochs = 40  # maximum number of epochs, in [1, inf)
-learning_rate = 0.01  # peak learning rate (cosine schedule), > 0
+learning_rate = 0.1  # peak learning rate (cosine schedule), > 0
 reg = 0.1  # L2 regularisation of the factors, in [0, inf)
-optimizer = "adam"  # any optax optimizer by name: "sgd", "adagrad", "adam", ...
+optimizer = "rowwise_adagrad"  # by name: "rowwise_adagrad", "sgd", "adagrad", "adam", ...
 patience = 5  # stop after this many epochs without a better validation RMSE (0: off), in [0, inf)
 batch_size = 1024  # ratings per minibatch, in [1, inf)
 k = 10  # list length of the headline ranking metrics, in [1, inf)
@@ -211,8 +211,8 @@ TRAIN = notebook(
 # 02 · Train a matrix-factorization model
 
 This notebook trains the explicit biased matrix-factorization model (global mean + user and
-item biases + a dot product of latent factors, squared error plus L2) with an optax
-optimizer, one jitted `lax.scan` per epoch. It watches the training loss and the
+item biases + a dot product of latent factors, squared error plus L2) with row-wise
+Adagrad (or any optax optimizer by name), one jitted `lax.scan` per epoch. It watches the training loss and the
 validation RMSE per epoch, saves the model into the run folder
 (`<run_dir>/models/<model>.npz`) and shows what it recommends to one user.
 
@@ -415,8 +415,8 @@ COMPARE = notebook(
 # 04 · Compare models
 
 This notebook trains a roster of models on the same split and evaluates them under the same
-protocol as `03_evaluate`: matrix factorization with two optax optimizers, BPR and iALS
-(implicit-feedback MF), the baselines every comparison needs (random, popularity, bias-only,
+protocol as `03_evaluate`: matrix factorization with two optimizers (row-wise Adagrad and
+plain SGD), BPR and iALS (implicit-feedback MF), the baselines every comparison needs (random, popularity, bias-only,
 item-kNN, EASE), and, where installed, the peer libraries `implicit` and Surprise (labelled
 *external*). It reports each model's metrics with confidence intervals, whether the
 differences are significant, what they cost in time, and what they recommend.
@@ -571,7 +571,7 @@ train-and-evaluate steps as `02_train` and `03_evaluate`, per grid point).
             "grid_factors = [8, 32]  # the default sweep's grid (used when sweep_dir is empty)\n"
             "grid_reg = [0.01, 0.05, 0.2]\n"
             "epochs = 20  # the default sweep's training length\n"
-            "learning_rate = 0.01  # the default sweep's learning rate"
+            "learning_rate = 0.1  # the default sweep's learning rate"
         ),
         md("""
 ## 1. The sweep table

@@ -48,12 +48,8 @@ def test_loss_gradient_matches_hand_derivation() -> None:
     rows.update({n: jnp.asarray(rng.normal(size=b), jnp.float32) for n in ("pos_bias", "neg_bias")})
     aux = {"reg": 0.1, "reg_bias": 0.3}
 
-    def engine(r):  # serving-named rows -> the engine's [factors, bias] item rows
-        return {
-            "user": r["user"],
-            "pos": jnp.column_stack([r["pos"], r["pos_bias"]]),
-            "neg": jnp.column_stack([r["neg"], r["neg_bias"]]),
-        }
+    def engine(r):  # the engine gathers these five rows per triple
+        return {n: r[n] for n in ("user", "pos", "neg", "pos_bias", "neg_bias")}
 
     grads = jax.grad(lambda r: jnp.sum(bpr_loss(engine(r), {}, aux, {})))(rows)
     p, qi, qj = (np.asarray(rows[n], np.float64) for n in ("user", "pos", "neg"))
