@@ -3,6 +3,7 @@ validation / early stopping, and ranking parity with implicit's ALS."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -210,8 +211,8 @@ def test_bad_values_raise_clear_errors() -> None:
     nan = df.assign(rating=df["rating"].where(df.index != 7, np.nan))
     with pytest.raises(DataError, match="finite"):
         IALS(**SMALL).fit(nan)
-    with pytest.raises(TypeError, match="unexpected"):
-        IALS(**SMALL).fit(df, resume=True)
+    with pytest.raises(TypeError, match="unknown option"):
+        IALS(**SMALL).fit(df, epochs=3)
 
 
 def test_cg_and_cholesky_fit_the_same_model_and_exact_als_descends() -> None:
@@ -251,6 +252,132 @@ def test_validation_history_and_early_stopping() -> None:
     np.testing.assert_allclose(model.params_["item_factors"], first.params_["item_factors"])
     tol = IALS(factors=6, iterations=50, regularization=0.1, loss_tol=1e-3, **SMALL).fit(train)
     assert tol.stop_reason_ == "loss_tol" and len(tol.history_) < 50
+
+
+# ----------------------------------------------------------------------------- checkpoints
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(iteration: int):
+    def callback(it: int, row: dict) -> None:
+        if it == iteration:
+            raise _Crash
+
+    return callback
+
+
+CKPT = {"factors": 6, "iterations": 6, "regularization": 0.1, **SMALL}
+
+
+def test_resume_equals_uninterrupted(tmp_path) -> None:
+    df = block_fixture(seed=3)
+    full = IALS(**CKPT).fit(df)
+    with pytest.raises(_Crash):
+        IALS(**CKPT).fit(df, checkpoint_dir=tmp_path, checkpoint_every=2, callback=_crash_at(5))
+    with np.load(tmp_path / "checkpoint.npz", allow_pickle=False) as z:
+        assert z["user_factors"].shape == full.params_["user_factors"].shape
+    resumed = IALS(**CKPT).fit(df, checkpoint_dir=tmp_path, checkpoint_every=2, resume=True)
+    assert resumed.history_["epoch"].tolist() == list(range(1, 7))
+    for key in full.params_:
+        np.testing.assert_allclose(
+            resumed.params_[key], full.params_[key], rtol=1e-6, atol=1e-7, err_msg=key
+        )
+    np.testing.assert_allclose(resumed.history_["loss"], full.history_["loss"], rtol=1e-6)
+    assert resumed.stop_reason_ == full.stop_reason_ == "max_iterations"
+    # resuming a finished run runs nothing more and returns the same model
+    again = IALS(**CKPT).fit(df, checkpoint_dir=tmp_path, resume=True)
+    np.testing.assert_array_equal(again.params_["item_factors"], resumed.params_["item_factors"])
+    assert len(again.history_) == 6
+
+
+def test_resume_keeps_early_stopping_state(tmp_path) -> None:
+    df = block_fixture(seed=2)
+    mask = np.random.default_rng(0).random(len(df)) < 0.2
+    train = Interactions.from_frame(df[~mask])
+    valid = Interactions.from_frame(
+        df[mask], user_map=train.user_map, item_map=train.item_map, unknown="drop"
+    )
+    cfg = {**CKPT, "iterations": 12, "patience": 3, "min_delta": 1.0}
+    full = IALS(**cfg).fit(train, valid=valid)
+    assert full.stop_reason_ == "early_stopping" and len(full.history_) == 4
+    with pytest.raises(_Crash):
+        IALS(**cfg).fit(train, valid=valid, checkpoint_dir=tmp_path, callback=_crash_at(3))
+    resumed = IALS(**cfg).fit(train, valid=valid, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.stop_reason_ == "early_stopping" and resumed.best_epoch_ == 1
+    pd.testing.assert_frame_equal(
+        resumed.history_.drop(columns="seconds"), full.history_.drop(columns="seconds")
+    )
+    for key in full.params_:  # the restored best (first) iteration's factors
+        np.testing.assert_array_equal(resumed.params_[key], full.params_[key], err_msg=key)
+
+
+def test_resume_refuses_another_runs_checkpoint(tmp_path) -> None:
+    df = block_fixture(seed=4)
+    IALS(**{**CKPT, "iterations": 2}).fit(df, checkpoint_dir=tmp_path)
+    ckpt = tmp_path / "checkpoint.npz"
+    with pytest.raises(DataError, match="another run.*delete it or pass another checkpoint_dir"):
+        IALS(**{**CKPT, "iterations": 2, "regularization": 0.5}).fit(
+            df, checkpoint_dir=tmp_path, resume=True
+        )
+    other = df.assign(rating=df["rating"] + 1.0)  # same shape and count, other values
+    with pytest.raises(DataError, match=str(ckpt)):
+        IALS(**{**CKPT, "iterations": 2}).fit(other, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(DataError, match="another run"):
+        IALS(**{**CKPT, "iterations": 2}).fit(df.iloc[1:], checkpoint_dir=tmp_path, resume=True)
+
+
+def test_resume_needs_checkpoint_dir_and_starts_fresh_without_a_file(tmp_path) -> None:
+    df = block_fixture(seed=5)
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        IALS(**CKPT).fit(df, resume=True)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        IALS(**CKPT).fit(df, checkpoint_dir=tmp_path, checkpoint_every=0)
+    cfg = {**CKPT, "iterations": 3}
+    fresh = IALS(**cfg).fit(df, checkpoint_dir=tmp_path / "new", resume=True)
+    plain = IALS(**cfg).fit(df)
+    np.testing.assert_array_equal(fresh.params_["user_factors"], plain.params_["user_factors"])
+    assert fresh.history_["epoch"].tolist() == [1, 2, 3]
+
+
+def test_checkpoint_file_holds_no_pickle(tmp_path) -> None:
+    df = block_fixture(seed=6)
+    seen = []
+
+    def record(it: int, row: dict) -> None:
+        path = tmp_path / "checkpoint.npz"
+        if not path.exists():
+            seen.append(None)
+            return
+        with np.load(path, allow_pickle=False) as z:
+            seen.append(json.loads(str(z["meta"]))["iteration"])
+
+    m = IALS(**{**CKPT, "iterations": 5}).fit(
+        df, checkpoint_dir=tmp_path, checkpoint_every=2, callback=record
+    )
+    # written every 2 iterations and after the last one (before the callback)
+    assert seen == [None, 2, 2, 4, 5]
+    with np.load(tmp_path / "checkpoint.npz", allow_pickle=False) as z:
+        assert z["meta"].dtype.kind == "U"
+        assert all(z[k].dtype != object for k in z.files)
+        np.testing.assert_array_equal(z["user_factors"], m.params_["user_factors"])
+        np.testing.assert_array_equal(z["item_factors"], m.params_["item_factors"])
+        meta = json.loads(str(z["meta"]))
+    assert meta["iteration"] == 5 and len(meta["history"]) == 5
+    assert list(tmp_path.iterdir()) == [tmp_path / "checkpoint.npz"]  # no temporary left
+
+
+def test_nan_factors_are_not_checkpointed(tmp_path, monkeypatch) -> None:
+    from mfjax.exceptions import ModelFitError
+    from mfjax.models import ials as ials_module
+
+    def poisoned(x, y, *args, **kwargs):
+        return x.at[0, 0].set(jnp.nan), y, jnp.float32(1.0)
+
+    monkeypatch.setattr(ials_module, "ials_iteration", poisoned)
+    with pytest.raises(ModelFitError, match="not checkpointing NaN/inf"):
+        IALS(**CKPT).fit(block_fixture(seed=0), checkpoint_dir=tmp_path)
+    assert not (tmp_path / "checkpoint.npz").exists()
 
 
 # ----------------------------------------------------------------------------- parity with implicit

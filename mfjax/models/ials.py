@@ -35,14 +35,22 @@ device-specific code (:func:`ials_iteration`).
 al. (2021, "Revisiting the performance of iALS on item recommendation benchmarks") do:
 ``lambda_u = regularization * (sum_i c_ui)^reg_exponent`` where the sum runs over *all*
 items (``n_items + sum of alpha-weights of the user's items``), and likewise for items.
+
+**Checkpoints.** ``fit(..., checkpoint_dir=...)`` writes ``checkpoint.npz`` (factors, history,
+early-stopping state; no pickles) every ``checkpoint_every`` iterations, and
+``resume=True`` continues from it. An iteration depends only on the current factors, so a
+resumed fit ends with exactly the factors of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -52,10 +60,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from mfjax._io_utils import atomic_path
 from mfjax.exceptions import DataError, ModelFitError
 from mfjax.interactions import Interactions
 from mfjax.models.base import Recommender
-from mfjax.train import check_choice, check_float, check_int, ranking_valid_fn
+from mfjax.train import (
+    check_choice,
+    check_fit_options,
+    check_float,
+    check_int,
+    config_dict,
+    ranking_valid_fn,
+)
 
 __all__ = [
     "IALS",
@@ -513,6 +529,53 @@ def ials_iteration(
     return x, y, _loss(x, y, observed, user_blocks.reg, item_blocks.reg, total_weight)
 
 
+# ----------------------------------------------------------------------------- checkpoints
+_RUNNING = "max_iterations"  # the stop reason of a run that has not stopped early
+
+
+def _save_checkpoint(
+    path: Path,
+    factors: dict[str, np.ndarray],
+    best_factors: dict[str, np.ndarray] | None,
+    meta: dict[str, Any],
+) -> None:
+    """Write ``checkpoint.npz`` atomically: host factors, best factors, JSON ``meta``."""
+    arrays: dict[str, np.ndarray] = {}
+    for prefix, tables in (("", factors), ("best_", best_factors or {})):
+        for name, arr in tables.items():
+            arr = np.asarray(arr)
+            if not np.isfinite(arr).all():
+                raise ModelFitError(
+                    f"not checkpointing NaN/inf factors ('{prefix}{name}') at iteration "
+                    f"{meta['iteration']}"
+                )
+            arrays[prefix + name] = arr
+    arrays["meta"] = np.array(json.dumps(meta, default=float))
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> tuple[dict, dict | None, dict]:
+    """``(factors, best_factors or None, meta)`` of ``path``; refuses another run's file."""
+    with np.load(path, allow_pickle=False) as z:
+        content = {k: z[k] for k in z.files}
+    try:
+        meta = json.loads(str(content["meta"]))
+        factors = {k: content[k] for k in ("user_factors", "item_factors")}
+    except (KeyError, ValueError) as err:
+        raise DataError(
+            f"checkpoint {path} is not an iALS checkpoint ({err!r}); delete it or pass another "
+            "checkpoint_dir"
+        ) from None
+    if meta.get("fingerprint") != fingerprint:
+        raise DataError(
+            f"checkpoint {path} belongs to another run (different data, model or settings); "
+            "delete it or pass another checkpoint_dir"
+        )
+    best = {k[len("best_") :]: v for k, v in content.items() if k.startswith("best_")} or None
+    return factors, best, meta
+
+
 # ----------------------------------------------------------------------------- the model
 def _dot_scores(params: dict, users: jax.Array) -> jax.Array:
     return params["user_factors"][users] @ params["item_factors"].T
@@ -535,6 +598,10 @@ class IALS(Recommender):
         >>> items, scores = model.recommend(1, k=1)
         >>> items.shape
         (1,)
+
+    Fit options (``model.fit(data, valid=None, **options)``): ``checkpoint_dir``,
+    ``checkpoint_every``, ``resume``, ``progress``, ``callback``, ``mesh`` — the same as the
+    engine-trained models' (see :meth:`IALS._fit`).
     """
 
     name: ClassVar[str] = "ials"
@@ -604,32 +671,126 @@ class IALS(Recommender):
         y = cfg.init_scale * jax.random.uniform(ki, (n_items, cfg.factors), dtype=jnp.float32)
         return x, y
 
-    def _fit(
-        self,
-        train: Interactions,
-        valid: Interactions | None,
-        *,
-        progress: bool = False,
-        callback: Any = None,
-        mesh: Any = None,
-    ) -> None:
-        """Alternate exact (or CG) solves; history, validation and early stopping.
+    def _fingerprint(self, train: Interactions) -> str:
+        """JSON identifying a run: model, config, data shape, interactions and their digest.
 
-        Options: ``progress`` shows a ``tqdm.auto`` bar; ``callback(iteration, row)`` runs
-        after each iteration with its history row; ``mesh`` (from
-        :func:`mfjax.sharding.make_mesh`) shards the factor tables by rows over its model
-        axis (:func:`mfjax.sharding.place_ials`).
+        A checkpoint is only resumed by a fit with the same fingerprint. Like the engine's
+        ``epochs``, ``iterations`` is part of the config: resume with the same settings.
         """
+        csr = train.csr()
+        digest = hashlib.sha256()
+        for arr in (csr.indptr, csr.indices, csr.data):
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        return json.dumps(
+            {
+                "model": self.name,
+                "config": config_dict(self.config),
+                "shape": [int(train.n_users), int(train.n_items)],
+                "n": len(train),
+                "data": digest.hexdigest(),
+            },
+            sort_keys=True,
+            default=str,
+        )
+
+    def _fit(self, train: Interactions, valid: Interactions | None, **options: Any) -> None:
+        """Alternate exact (or CG) solves; history, validation, early stopping, checkpoints.
+
+        Options (the engine-trained models' :data:`mfjax.train.ENGINE_FIT_OPTIONS`):
+
+        * ``checkpoint_dir`` — write ``<checkpoint_dir>/checkpoint.npz`` (atomically, no
+          pickles: the unpadded host factors, the history rows, the early-stopping state and
+          a fingerprint of the run) every ``checkpoint_every`` iterations, after the last
+          one and when the run stops early;
+        * ``checkpoint_every`` — iterations between checkpoints (default 1);
+        * ``resume`` — continue from ``checkpoint_dir``'s checkpoint when there is one
+          (from scratch otherwise); the result equals an uninterrupted fit and the history
+          holds every iteration. A checkpoint of another run (other data or config,
+          ``iterations`` included) raises :class:`~mfjax.exceptions.DataError`;
+        * ``progress`` — show a ``tqdm.auto`` bar;
+        * ``callback`` — ``callback(iteration, row)`` after each iteration (and its
+          checkpoint) with its history row;
+        * ``mesh`` — (from :func:`mfjax.sharding.make_mesh`) shard the factor tables by rows
+          over its model axis (:func:`mfjax.sharding.place_ials`).
+
+        Raises:
+            ValueError: ``resume=True`` without ``checkpoint_dir``, or a bad
+                ``checkpoint_every``.
+            TypeError: an unknown option.
+            DataError: bad values, or another run's checkpoint.
+            ModelFitError: the loss or the factors became NaN/inf.
+        """
+        opts = check_fit_options(options, type(self).__name__)
+        checkpoint_dir = opts.get("checkpoint_dir")
+        checkpoint_every = opts.get("checkpoint_every", 1)
+        resume = opts.get("resume", False)
+        progress = opts.get("progress", False)
+        callback = opts.get("callback")
+        mesh = opts.get("mesh")
+        check_int("checkpoint_every", checkpoint_every)
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir=... (where the checkpoints are)")
         cfg = self.config
+        n_users, n_items = train.n_users, train.n_items
         user_blocks, item_blocks, total_weight = self.prepare(train)
         tw = jnp.float32(total_weight)
-        x, y = self.init_factors(train.n_users, train.n_items)
+        ckpt_path = None if checkpoint_dir is None else Path(checkpoint_dir) / "checkpoint.npz"
+        fp = None if ckpt_path is None else self._fingerprint(train)
+
+        rows: list[dict] = []
+        best: tuple | None = None  # (metric, iteration, user factors, item factors)
+        bad = 0
+        stop_reason = _RUNNING
+        start = 1
+        if resume and ckpt_path is not None and ckpt_path.exists():
+            factors, best_factors, meta = _load_checkpoint(ckpt_path, fp)
+            x, y = factors["user_factors"], factors["item_factors"]
+            rows = list(meta["history"])
+            if meta["best_metric"] is not None:
+                bx, by = (
+                    (None, None)
+                    if best_factors is None
+                    else (
+                        best_factors["user_factors"],
+                        best_factors["item_factors"],
+                    )
+                )
+                best = (meta["best_metric"], meta["best_iteration"], bx, by)
+            bad = int(meta["bad"])
+            stop_reason = meta["stop_reason"]
+            start = int(meta["iteration"]) + 1
+        else:
+            x, y = self.init_factors(n_users, n_items)
         if mesh is None:
+            x, y = jnp.asarray(x), jnp.asarray(y)
             ub, ib = user_blocks.to_device(), item_blocks.to_device()
         else:  # tables zero-padded and sharded by rows; padding is cut off below
             from mfjax.sharding import place_ials
 
             x, y, ub, ib = place_ials(mesh, x, y, user_blocks, item_blocks)
+
+        def host(a: Any, n: int) -> np.ndarray:
+            return np.asarray(a)[:n]
+
+        def checkpoint(it: int) -> None:
+            keep_best = best is not None and best[2] is not None and cfg.patience is not None
+            best_factors = (
+                {"user_factors": host(best[2], n_users), "item_factors": host(best[3], n_items)}
+                if keep_best
+                else None
+            )
+            meta = {
+                "iteration": it,
+                "fingerprint": fp,
+                "history": rows,
+                "best_metric": None if best is None else best[0],
+                "best_iteration": None if best is None else best[1],
+                "bad": bad,
+                "stop_reason": stop_reason,
+            }
+            factors = {"user_factors": host(x, n_users), "item_factors": host(y, n_items)}
+            _save_checkpoint(ckpt_path, factors, best_factors, meta)
+
         valid_fn = None
         if valid is not None and len(valid):
             valid_fn = ranking_valid_fn(
@@ -638,22 +799,22 @@ class IALS(Recommender):
                 train.csr(binary=True),
                 valid.users,
                 valid.items,
-                train.n_items,
+                n_items,
                 k=cfg.valid_k,
                 metric=cfg.valid_metric,
             )
         column = f"valid_{cfg.valid_metric}@{cfg.valid_k}"
-        rows: list[dict] = []
-        best: tuple | None = None
-        bad = 0
-        stop_reason = "max_iterations"
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.iterations, desc="ials", unit="iter", leave=False)
+            bar = tqdm(
+                total=cfg.iterations, initial=start - 1, desc="ials", unit="iter", leave=False
+            )
         try:
-            for it in range(1, cfg.iterations + 1):
+            for it in range(start, cfg.iterations + 1):
+                if stop_reason != _RUNNING:  # also: resumed from a finished run's checkpoint
+                    break
                 t0 = time.perf_counter()
                 x, y, loss = ials_iteration(
                     x, y, ub, ib, tw, solver=cfg.solver, cg_steps=cfg.cg_steps
@@ -672,7 +833,7 @@ class IALS(Recommender):
                     )
                 last = it == cfg.iterations
                 if valid_fn is not None and (it % cfg.valid_every == 0 or last):
-                    xy = {"user_factors": x[: train.n_users], "item_factors": y[: train.n_items]}
+                    xy = {"user_factors": x[:n_users], "item_factors": y[:n_items]}
                     value = float(valid_fn(xy))
                     row[column] = value
                     if best is None or value > best[0] + cfg.min_delta:
@@ -686,20 +847,22 @@ class IALS(Recommender):
                     if abs(prev - loss) <= cfg.loss_tol * max(abs(prev), 1e-12):
                         stop_reason = "loss_tol"
                 rows.append(row)
+                if ckpt_path is not None and (
+                    it % checkpoint_every == 0 or last or stop_reason != _RUNNING
+                ):
+                    checkpoint(it)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
                 if callback is not None:
                     callback(it, row)
-                if stop_reason != "max_iterations":
-                    break
         finally:
             if bar is not None:
                 bar.close()
         self.best_epoch_ = None if best is None else best[1]
         if best is not None and cfg.patience is not None:
             x, y = best[2], best[3]
-        x, y = np.asarray(x)[: train.n_users], np.asarray(y)[: train.n_items]
+        x, y = host(x, n_users), host(y, n_items)
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise ModelFitError(
                 f"iALS factors hold NaN/inf after iteration {len(rows)}; raise regularization "
