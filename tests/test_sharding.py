@@ -238,6 +238,12 @@ if IN_WORKER:
             assert isinstance(sharded.params_[key], np.ndarray), key
             np.testing.assert_allclose(sharded.params_[key], value, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(sharded.history_["loss"], ref.history_["loss"], rtol=1e-5)
+        # the lazy (scratch-merging) optimizer path shards the same way as the default's
+        kw_adam = {**kw, "optimizer": "adam", "learning_rate": 0.01}
+        ref_adam = MF(**kw_adam).fit(split)
+        sharded_adam = MF(**kw_adam).fit(split, mesh=mesh)
+        for key, value in ref_adam.params_.items():
+            np.testing.assert_allclose(sharded_adam.params_[key], value, rtol=1e-5, atol=1e-6)
 
         # evaluation with the mesh (sharded full ranking) equals the one-device evaluation
         ev_ref = evaluate(ref, split, k=(5,), n_boot=20)
