@@ -48,7 +48,7 @@ SGD = {
     "reg_bias": 0.02,
     "schedule": "constant",
 }
-SGD_BATCH = 4096
+SGD_BATCH = 16384
 #: the lazy Adam reference (the MF default before row-wise Adagrad)
 ADAM = {"optimizer": "adam", "learning_rate": 0.003, "batch_size": 1024}
 

@@ -151,7 +151,7 @@ def train_multihost(
 
     from mfjax.models.mf import MF, init_params, serving_params
     from mfjax.sharding import DATA_AXIS, MODEL_AXIS, TablePlacement, _put, replicated
-    from mfjax.train import init_state, train_epoch
+    from mfjax.train import auto_batch_size, init_state, train_epoch
 
     if len(mesh.local_devices) % mesh.shape[MODEL_AXIS]:
         raise ValueError(
@@ -165,7 +165,7 @@ def train_multihost(
     n_total = int(stats[:, 0].sum())
     mu = np.float32(stats[:, 1].sum() / max(n_total, 1))
     d = int(mesh.shape[DATA_AXIS])
-    width = -(-config.batch_size // d) * d
+    width = -(-auto_batch_size(n_total, config.batch_size) // d) * d
     d_local = d // jax.process_count()
     rows_local = -(-int(stats[:, 0].max()) // width)  # agreed by every host
     rows_local = -(-rows_local // max(d_local, 1)) * max(d_local, 1)

@@ -369,7 +369,7 @@ def train_epoch(
 
 # ---------------------------------------------------------------------------- layout
 def auto_batch_size(
-    n: int, batch_size: int | None = None, *, steps: int = 100, lo: int = 256, hi: int = 8192
+    n: int, batch_size: int | None = None, *, steps: int = 50, lo: int = 256, hi: int = 16384
 ) -> int:
     """``batch_size`` itself, or when it is None the default for ``n`` examples: the
     largest power of two not above ``n / steps`` (about ``steps`` minibatches per epoch),
@@ -377,7 +377,7 @@ def auto_batch_size(
 
     Example:
         >>> auto_batch_size(80_000), auto_batch_size(900_000), auto_batch_size(1_000)
-        (512, 8192, 256)
+        (1024, 16384, 256)
         >>> auto_batch_size(900_000, 1024)
         1024
     """

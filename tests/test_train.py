@@ -282,12 +282,14 @@ def test_epoch_layout_visits_every_example_once() -> None:
 
 
 def test_auto_batch_size() -> None:
-    assert [auto_batch_size(n) for n in (10, 25_600, 51_199, 80_000, 10**7)] == [
-        256,
-        256,
+    # the largest power of two <= n / 50, clipped to [256, 16384]
+    assert [auto_batch_size(n) for n in (10, 25_600, 51_199, 51_200, 900_000, 10**7)] == [
         256,
         512,
-        8192,
+        512,
+        1024,
+        16384,
+        16384,
     ]
     assert auto_batch_size(10**7, 100) == 100
     assert MF(epochs=1).fit(_ratings(0, n=300)).history_ is not None  # None resolves

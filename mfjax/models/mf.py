@@ -60,9 +60,10 @@ class MFConfig:
         reg: L2 strength on the factors (per rating).
         reg_bias: L2 strength on the biases (per rating).
         batch_size: ratings per minibatch, or None (default) for
-            :func:`mfjax.train.auto_batch_size`: about 100 minibatches per epoch, a power of
-            two between 256 and 8,192 (row-wise Adagrad is insensitive to it; larger
-            batches are faster per epoch on every device).
+            :func:`mfjax.train.auto_batch_size`: about 50 minibatches per epoch, a power of
+            two between 256 and 16,384 (row-wise Adagrad is insensitive to it: on 1 M
+            ratings batches of 8,192, 16,384 and 32,768 reach the same held-out RMSE;
+            larger batches are faster per epoch).
         init_std: standard deviation of the normal initial factors.
         loss: ``'mse'`` or ``'huber'``.
         huber_delta: Huber threshold (rating units).
