@@ -49,10 +49,11 @@ def rowwise_adagrad(
         W[r]  -= lr(t) * G[r] / (sqrt(s[r]) + eps)
 
     This is the optimizer that embedding-table systems use (FBGEMM's and TorchRec's
-    ``rowwise_adagrad``, the default for DLRM's embedding tables): the per-row state is ``1 / k`` of Adagrad's, and because the step is linear in the
-    gradient once the row's accumulator is known, :mod:`mfjax.train` applies it to
-    minibatches with one scatter-add per table — as cheap as plain SGD. A 1-D parameter is
-    treated as a column (one accumulator per entry, i.e. plain Adagrad).
+    ``rowwise_adagrad``, the default for DLRM's embedding tables): the per-row state is
+    ``1 / k`` of Adagrad's, and because the step is linear in the gradient once the row's
+    accumulator is known, :mod:`mfjax.train` applies it to minibatches with one scatter-add
+    per table, almost as cheap as plain SGD. A 1-D parameter is treated as a column (one
+    accumulator per entry, i.e. plain Adagrad).
 
     In the sparse engine every *occurrence* of a row in a minibatch adds its own
     ``mean(g**2)`` to the accumulator (per-example accumulation, as if the examples were

@@ -327,7 +327,7 @@ def train_epoch(
     def step(carry: tuple, t: jax.Array) -> tuple[tuple, tuple[jax.Array, jax.Array]]:
         (params, opt_state, count), scratch = carry
         idx = ((t + shift) % n_batches) * width + cols
-        ints = jax.lax.optimization_barrier(data["ints"][idx])
+        ints = data["ints"][idx]
         batch = {name: ints[:, j] for j, name in enumerate(int_names)}
         if float_names:
             floats = data["floats"][idx]
