@@ -46,8 +46,8 @@ class MFConfig:
     SVD: 0.936 on the same folds; see ``benchmarks/bench_mf.py``). Row-wise Adagrad
     (:func:`mfjax.optim.rowwise_adagrad`) adapts each row's step like Adam does, but keeps
     one number of state per row and costs one scatter-add per table, like plain SGD; Adam
-    (``optimizer='adam', learning_rate=0.003``) reaches the same RMSE at about twice the
-    epoch time.
+    (``optimizer='adam', learning_rate=0.003``) reaches the same RMSE at two to three
+    times the epoch time.
 
     Attributes:
         factors: latent dimension k.
