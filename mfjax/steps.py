@@ -666,8 +666,9 @@ def ensure_sweep(
     """A sweep folder with ``sweep.csv``: reused when present, else built in this process.
 
     A table that ``mfjax sweep`` wrote is used as it is. A table built here is reused only
-    for the same request (grid, model, settings; recorded in ``sweep_request.json``) and
-    rebuilt otherwise, so that changing the default grid in ``05_tune`` takes effect.
+    for the same request (grid, model, settings and the model's configuration with its
+    defaults; recorded in ``sweep_request.json``) and rebuilt otherwise, so that changing
+    the default grid in ``05_tune``, or a library default, takes effect.
 
     ``mfjax sweep`` builds sweeps by running the 02/03 notebooks per grid point; this is the
     in-process fallback that lets ``05_tune`` run on its own. It prepares one shared split in
@@ -680,8 +681,24 @@ def ensure_sweep(
     """
     folder = resolve_run_dir(sweep_dir, default=DEFAULT_SWEEP_DIR)
     opts = {"dataset": dataset, "seed": seed, **dict(prepare_options or {})}
+    # the model's full configuration (defaults included) is part of the request, so that a
+    # changed library default rebuilds a cached table instead of serving stale numbers
+    from mfjax.train import config_dict
+
+    first = {name: values[0] for name, values in grid.items() if len(values)}
+    config = make_model(model, **{"seed": seed, **fixed, **first}).config
     request = _clean_value_tree(
-        {"grid": dict(grid), "model": model, "k": k, "threshold": threshold, "fixed": fixed, **opts}
+        {
+            "grid": dict(grid),
+            "model": model,
+            "k": k,
+            "threshold": threshold,
+            "fixed": fixed,
+            "config_defaults": {
+                key: value for key, value in config_dict(config).items() if key not in grid
+            },
+            **opts,
+        }
     )
     request_file = folder / "sweep_request.json"
     has_table = (folder / "sweep.csv").is_file() or (folder / "sweep.parquet").is_file()

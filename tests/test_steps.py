@@ -357,6 +357,20 @@ def test_ensure_sweep_builds_reuses_and_rebuilds_on_a_new_grid(tmp_path, monkeyp
     steps.ensure_sweep(tmp_path, grid={"factors": [2], "reg": [0.1, 0.2]}, **small)
     assert calls[2:] == [(2, 0.1), (2, 0.2)]  # another grid: rebuilt
     assert sorted(steps.load_sweep(tmp_path)["reg"]) == [0.1, 0.2]
+    # a changed library default (here MF's default learning rate) rebuilds the cached table
+    import dataclasses
+
+    from mfjax.models.mf import MF, MFConfig
+
+    changed = dataclasses.make_dataclass(
+        "MFConfig",
+        [("learning_rate", float, dataclasses.field(default=0.05))],
+        bases=(MFConfig,),
+        frozen=True,
+    )
+    monkeypatch.setattr(MF, "Config", changed)
+    steps.ensure_sweep(tmp_path, grid={"factors": [2], "reg": [0.1, 0.2]}, **small)
+    assert len(calls) == 6 and calls[4:] == [(2, 0.1), (2, 0.2)]
     (tmp_path / "sweep_request.json").unlink()  # as if `mfjax sweep` had written it
     steps.ensure_sweep(tmp_path, grid={"factors": [9], "reg": [9.0]}, **small)
-    assert len(calls) == 4  # a foreign sweep is used as it is
+    assert len(calls) == 6  # a foreign sweep is used as it is
