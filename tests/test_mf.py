@@ -36,6 +36,16 @@ class TestMFContract(ModelContract):
         return MF(**{**kw, **overrides})
 
 
+class TestMFDefaultOptimizerContract(ModelContract):
+    """The contract again with the default optimizer (row-wise Adagrad's one-scatter path)."""
+
+    bad_hyperparameters = [({"batch_size": -1}, "batch_size")]
+
+    def _make_model(self, **overrides):
+        kw = {"factors": 8, "epochs": 30, "batch_size": 64}
+        return MF(**{**kw, **overrides})
+
+
 def _rows(rng, b=5, k=3):
     return {
         "user_factors": rng.normal(size=(b, k)).astype(np.float32),
