@@ -112,7 +112,10 @@ class IALSConfig:
         init_scale: initial factors are uniform in ``[0, init_scale)``.
         seed: seed of the initial factors.
         block_cells: cells (rows × padded width) per chunk of the blocked layout.
-        max_buckets: most distinct bucket widths per side (one compiled scan each).
+        max_buckets: most distinct bucket widths per side (one compiled scan each). The
+            default 6 compiles a quarter faster than 8 at the same iteration time (1 M
+            pairs: 6.2 vs 8.3 CPU-s of compilation, 0.157 vs 0.159 s per iteration); 4
+            compiles faster still but iterates about 10 % slower (more padding).
         valid_metric: ``"ndcg"``, ``"recall"`` or ``"precision"`` (at ``valid_k``).
         valid_k: cut-off of the validation metric.
         valid_every: iterations between validations (when validation data is given).
@@ -134,7 +137,7 @@ class IALSConfig:
     init_scale: float = 0.01
     seed: int = 0
     block_cells: int = 4096
-    max_buckets: int = 8
+    max_buckets: int = 6
     valid_metric: str = "ndcg"
     valid_k: int = 10
     valid_every: int = 1
@@ -265,7 +268,7 @@ def build_blocks(
     reg: np.ndarray,
     *,
     block_cells: int = 4096,
-    max_buckets: int = 8,
+    max_buckets: int = 6,
 ) -> BlockedRows:
     """Bucket the rows of a CSR matrix by degree into fixed-shape padded blocks (numpy).
 
