@@ -680,9 +680,8 @@ class IALS(Recommender):
         A checkpoint is only resumed by a fit with the same fingerprint. Like the engine's
         ``epochs``, ``iterations`` is part of the config: resume with the same settings.
         """
-        csr = train.csr()
         digest = hashlib.sha256()
-        for arr in (csr.indptr, csr.indices, csr.data):
+        for arr in (train.users, train.items, train.values):  # no second matrix build
             digest.update(np.ascontiguousarray(arr).tobytes())
         return json.dumps(
             {
