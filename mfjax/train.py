@@ -585,8 +585,10 @@ def fit_loop(
             if not np.isfinite(loss):
                 raise ModelFitError(
                     f"training diverged at epoch {epoch}: the loss is {loss}. Lower the learning "
-                    f"rate (now {spec.learning_rate}), raise the regularisation, or use "
-                    "optimizer='adagrad'/'adam'; the model keeps no NaN parameters."
+                    f"rate (now {spec.learning_rate}) or the batch size (plain sgd sums each "
+                    "minibatch's gradients), raise the regularisation, or use an adaptive "
+                    "optimizer ('rowwise_adagrad', the MF default, or 'adam'); the model keeps "
+                    "no NaN parameters."
                 )
             row: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": seconds}
             last = epoch == epochs
